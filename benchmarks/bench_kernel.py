@@ -1,0 +1,75 @@
+"""Kernel speed against scikit-image's rank.entropy, measured in the same run.
+
+    python -m pytest benchmarks/bench_kernel.py
+
+Throughputs and ratios are printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import entropymap as em
+from conftest import record
+
+FP5 = np.ones((5, 5, 5), np.uint8)
+
+
+def _as_uint16(levels: np.ndarray) -> np.ndarray:
+    return (levels.astype(np.int32) - int(levels.min())).astype(np.uint16)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_volume_a(benchmark, volume_a, threads):
+    benchmark.pedantic(em.local_entropy, args=(volume_a,), kwargs={"n_threads": threads}, rounds=5, warmup_rounds=1)
+    record(benchmark, f"a: entropymap {threads} thread{'s' if threads > 1 else ''}", volume_a.size)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kernel_volume_b(benchmark, volume_b, threads):
+    benchmark.pedantic(em.local_entropy, args=(volume_b,), kwargs={"n_threads": threads}, rounds=5, warmup_rounds=1)
+    record(benchmark, f"b: entropymap {threads} thread{'s' if threads > 1 else ''}", volume_b.size)
+
+
+@pytest.mark.filterwarnings("ignore:Bad rank filter performance:UserWarning")
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_skimage(benchmark, request, which):
+    rank = pytest.importorskip("skimage.filters.rank")
+    vol = _as_uint16(request.getfixturevalue(f"volume_{which}"))
+    if which == "a":
+        vol = vol[:32]  # skimage is slow; its throughput does not depend on depth
+    benchmark.pedantic(rank.entropy, args=(vol, FP5), rounds=1, iterations=1)
+    record(benchmark, f"{which}: skimage rank.entropy", vol.size)
+
+
+@pytest.mark.parametrize("k", [3, 5, 7, 9])
+def test_kernel_size_growth(benchmark, volume_a, k):
+    benchmark.pedantic(em.local_entropy, args=(volume_a,), kwargs={"kernel": k, "n_threads": 2}, rounds=3, warmup_rounds=1)
+    record(benchmark, f"a: kernel {k}^3, 2 threads", volume_a.size)
+
+
+def test_peak_memory():
+    """Peak RSS of a process that maps the 128x256x256 volume, minus what it held before."""
+    code = textwrap.dedent(
+        """
+        import resource, numpy as np, entropymap as em
+        rng = np.random.default_rng(0)
+        levels = rng.integers(0, 60, size=(128, 256, 256), dtype=np.int16)
+        em.local_entropy(levels[:2, :8, :8])  # load everything once
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = em.local_entropy(levels, n_threads=2)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) * 1024, out.nbytes, levels.nbytes)
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    extra, out_bytes, in_bytes = (int(v) for v in res.stdout.split())
+    overhead = extra - out_bytes
+    print(f"peak growth {extra / 2**20:.1f} MiB for a {out_bytes / 2**20:.1f} MiB output "
+          f"(input {in_bytes / 2**20:.1f} MiB already held): overhead {overhead / 2**20:.1f} MiB")
+    assert overhead <= 64 * 2**20

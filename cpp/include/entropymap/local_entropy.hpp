@@ -1,0 +1,217 @@
+// Sliding-window local entropy over a 3-D volume of integer levels.
+//
+// Each (z, y) row is an independent unit of work that owns a histogram: the
+// window is built once at the row's first output voxel, then slid along x,
+// where a step removes and adds one voxel per footprint run. At the end of the
+// row the voxels still in the window are removed again, so the counts are back
+// to zero without touching the other bins (cost independent of the bin count).
+// Rows are distributed over OpenMP threads; since each row is computed the
+// same way whichever thread runs it, the map is identical for any thread count.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "entropymap/footprint.hpp"
+#include "entropymap/histogram.hpp"
+
+namespace entropymap {
+
+struct Volume3 {
+  std::int64_t nz, ny, nx;
+};
+
+inline bool openmp_enabled() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+namespace detail {
+
+template <typename T>
+struct ActiveRun {
+  const T* row;               // data row at (z + dz, y + dy)
+  const std::uint8_t* crow;   // counting-mask row, or nullptr
+  int x0, x1;
+};
+
+// One row. kCountMask: only voxels whose counting-mask entry is set enter
+// the histogram (a template flag, so the unmasked loop carries no test).
+template <typename T, bool kCountMask>
+void entropy_row(const ActiveRun<T>* runs, std::size_t nruns, const T** leave, const T** enter,
+                 std::int64_t nx,
+                 std::int64_t xs, std::int64_t xe, const std::uint8_t* omask,
+                 std::int64_t vmin, Histogram& h, float* out) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto bin = [vmin](T v) { return static_cast<std::uint32_t>(static_cast<std::int64_t>(v) - vmin); };
+  auto counted = [](const std::uint8_t* crow, std::int64_t x) { return !kCountMask || crow[x]; };
+
+  for (std::size_t r = 0; r < nruns; ++r) {
+    const std::int64_t lo = std::max<std::int64_t>(0, xs + runs[r].x0);
+    const std::int64_t hi = std::min<std::int64_t>(nx - 1, xs + runs[r].x1);
+    for (std::int64_t x = lo; x <= hi; ++x)
+      if (counted(runs[r].crow, x)) h.add(bin(runs[r].row[x]));
+  }
+  // Steps x -> x + 1 for x in [xs, xe); the interior part, where every run's
+  // leaving and entering voxel lies inside the row, needs no bound checks.
+  std::int64_t lo_x0 = 0, hi_x1 = 0;
+  for (std::size_t r = 0; r < nruns; ++r) {
+    lo_x0 = std::min<std::int64_t>(lo_x0, runs[r].x0);
+    hi_x1 = std::max<std::int64_t>(hi_x1, runs[r].x1);
+  }
+  const std::int64_t in_lo = std::max(xs, -lo_x0);          // x + x0 >= 0 for all runs
+  const std::int64_t in_hi = std::min(xe, nx - 1 - hi_x1);  // x + 1 + x1 < nx while x < in_hi
+
+  auto emit = [&](std::int64_t x) {
+    out[x] = (omask && !omask[x]) ? nan : static_cast<float>(h.entropy());
+  };
+  auto step_checked = [&](std::int64_t x) {
+    for (std::size_t r = 0; r < nruns; ++r) {
+      const ActiveRun<T>& a = runs[r];
+      const std::int64_t xo = x + a.x0;       // leaves
+      const std::int64_t xi = x + 1 + a.x1;   // enters
+      const bool out_ok = xo >= 0 && xo < nx && counted(a.crow, xo);
+      const bool in_ok = xi >= 0 && xi < nx && counted(a.crow, xi);
+      if (out_ok && in_ok) {
+        const T vo = a.row[xo], vi = a.row[xi];
+        if (vo != vi) h.replace(bin(vo), bin(vi));
+      } else if (out_ok) {
+        h.remove(bin(a.row[xo]));
+      } else if (in_ok) {
+        h.add(bin(a.row[xi]));
+      }
+    }
+  };
+  std::int64_t x = xs;
+  for (; x < xe && x < in_lo; ++x) {
+    emit(x);
+    step_checked(x);
+  }
+  if (!kCountMask && x < in_hi) {
+    // Hot loop: n is constant here, so only S and the counts change. Pointers
+    // to the leaving and entering column of each run are kept in scratch and
+    // S lives in a register. No branch on "same level out and in": with noisy
+    // data it mispredicts, and measured slower than the unconditional update.
+    std::uint32_t* cnt = h.counts();
+    const std::int64_t* step = h.steps();
+    const EntropyTable& table = h.table();
+    const std::int64_t n = h.count();
+    std::int64_t s = h.sum();
+    const std::int64_t tn = table.clnc(n);
+    const double inv_n = table.entropy(n, tn - 1);  // = scale / (n 2^K)
+    for (std::size_t r = 0; r < nruns; ++r) {
+      leave[r] = runs[r].row + runs[r].x0;
+      enter[r] = runs[r].row + 1 + runs[r].x1;
+    }
+    for (; x < in_hi; ++x) {
+      out[x] = (omask && !omask[x]) ? nan : static_cast<float>(static_cast<double>(tn - s) * inv_n);
+      for (std::size_t r = 0; r < nruns; ++r) {
+        const std::uint32_t bo = bin(leave[r][x]), bi = bin(enter[r][x]);
+        s -= step[--cnt[bo]];
+        s += step[cnt[bi]++];
+      }
+    }
+    h.set_sum(s);
+  }
+  for (; x < xe; ++x) {
+    emit(x);
+    step_checked(x);
+  }
+  emit(xe);
+  for (std::size_t r = 0; r < nruns; ++r) {
+    const std::int64_t lo = std::max<std::int64_t>(0, xe + runs[r].x0);
+    const std::int64_t hi = std::min<std::int64_t>(nx - 1, xe + runs[r].x1);
+    for (std::int64_t x = lo; x <= hi; ++x)
+      if (counted(runs[r].crow, x)) h.remove(bin(runs[r].row[x]));
+  }
+}
+
+}  // namespace detail
+
+// Computes the local entropy of every voxel into `out` (nz*ny*nx floats).
+//
+// data        C-ordered levels; every value v must satisfy 0 <= v - vmin < nbins.
+// out_mask    optional (nullptr): voxels where it is 0 get NaN and are skipped.
+// count_mask  optional (nullptr): only voxels where it is non-zero are counted.
+// table       must cover counts up to fp.size().
+// Only voxels inside the volume are counted (the window shrinks at borders).
+// Does not throw once it has allocated its per-thread buffers.
+template <typename T>
+void local_entropy(const T* data, const std::uint8_t* out_mask, const std::uint8_t* count_mask,
+                   Volume3 shape, const Footprint& fp, std::int64_t vmin, std::uint32_t nbins,
+                   const EntropyTable& table, float* out, int n_threads) {
+  const std::int64_t nz = shape.nz, ny = shape.ny, nx = shape.nx;
+  const std::int64_t nrows = nz * ny;
+#ifdef _OPENMP
+  if (n_threads < 1) n_threads = 1;
+  if (n_threads > nrows) n_threads = static_cast<int>(std::max<std::int64_t>(1, nrows));
+#else
+  n_threads = 1;
+#endif
+  // Allocate everything before the parallel region: nothing may throw inside it.
+  std::vector<std::uint32_t> counts(static_cast<std::size_t>(n_threads) * nbins, 0);
+  const std::size_t maxruns = fp.runs().size();
+  std::vector<std::vector<detail::ActiveRun<T>>> scratch(n_threads);
+  std::vector<std::vector<const T*>> columns(n_threads);
+  for (auto& s : scratch) s.resize(maxruns);
+  for (auto& c : columns) c.resize(2 * maxruns + 1);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(n_threads)
+#endif
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    Histogram h(counts.data() + static_cast<std::size_t>(tid) * nbins, table);
+    detail::ActiveRun<T>* active = scratch[tid].data();
+    const T** leave = columns[tid].data();
+    const T** enter = leave + maxruns;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 4)
+#endif
+    for (std::int64_t row = 0; row < nrows; ++row) {
+      const std::int64_t z = row / ny, y = row % ny;
+      const std::size_t base = static_cast<std::size_t>(row) * nx;
+      float* orow = out + base;
+      const std::uint8_t* omask = out_mask ? out_mask + base : nullptr;
+      std::int64_t xs = 0, xe = nx - 1;
+      if (omask) {
+        while (xs < nx && !omask[xs]) ++xs;
+        while (xe >= xs && !omask[xe]) --xe;
+      }
+      if (xs > xe) {
+        std::fill(orow, orow + nx, nan);
+        continue;
+      }
+      std::fill(orow, orow + xs, nan);
+      std::fill(orow + xe + 1, orow + nx, nan);
+      std::size_t nruns = 0;
+      for (const Run& r : fp.runs()) {
+        const std::int64_t zz = z + r.dz, yy = y + r.dy;
+        if (zz < 0 || zz >= nz || yy < 0 || yy >= ny) continue;
+        const std::size_t off = (static_cast<std::size_t>(zz) * ny + yy) * nx;
+        active[nruns++] = {data + off, count_mask ? count_mask + off : nullptr, r.x0, r.x1};
+      }
+      if (count_mask)
+        detail::entropy_row<T, true>(active, nruns, leave, enter, nx, xs, xe, omask, vmin, h, orow);
+      else
+        detail::entropy_row<T, false>(active, nruns, leave, enter, nx, xs, xe, omask, vmin, h, orow);
+    }
+  }
+}
+
+}  // namespace entropymap

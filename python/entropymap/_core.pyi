@@ -1,0 +1,17 @@
+"""Compiled core of entropymap (see cpp/). Use entropymap.kernel, not this module."""
+
+import numpy as np
+import numpy.typing as npt
+
+def local_entropy(
+    levels: npt.NDArray[np.integer],
+    footprint: npt.NDArray[np.uint8],
+    vmin: int,
+    nbins: int,
+    scale: float,
+    out_mask: npt.NDArray[np.uint8] | None = None,
+    count_mask: npt.NDArray[np.uint8] | None = None,
+    n_threads: int = 1,
+) -> npt.NDArray[np.float32]: ...
+def footprint(shape: str, kz: int, ky: int, kx: int) -> npt.NDArray[np.uint8]: ...
+def openmp_enabled() -> bool: ...
