@@ -283,3 +283,22 @@ def test_bad_input_is_refused_clearly(levels, kwargs, exc, words):
 
 def test_openmp_is_reported():
     assert isinstance(em.openmp_enabled(), bool)
+
+
+def test_count_mask_restricts_histograms_only(rng):
+    levels = rng.integers(0, 5, size=(6, 7, 8)).astype(np.int16)
+    counted = rng.random(levels.shape) < 0.6
+    fp = em.make_footprint(3)
+    got = em.local_entropy(levels, kernel=3, count_mask=counted)
+    # Oracle: masked kernel over `counted`, but evaluated at every voxel.
+    centre = np.array(fp.shape) // 2
+    offs = np.argwhere(fp) - centre
+    for idx in np.ndindex(*levels.shape):
+        pos = offs + np.array(idx)
+        pos = pos[np.all((pos >= 0) & (pos < levels.shape), axis=1)]
+        pos = pos[counted[tuple(pos.T)]]
+        want = entropy_of_values(levels[tuple(pos.T)])
+        if np.isnan(want):
+            assert np.isnan(got[idx])
+        else:
+            assert abs(got[idx] - want) <= TOL

@@ -153,20 +153,20 @@ def _check_levels(levels: npt.ArrayLike) -> np.ndarray:
     return arr
 
 
-def _check_mask(mask: npt.ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
+def _check_mask(mask: npt.ArrayLike, shape: tuple[int, ...], name: str = "mask") -> np.ndarray:
     m = np.asarray(mask)
     if m.shape != shape:
-        raise ValueError(f"mask shape {m.shape} does not match levels shape {shape}")
+        raise ValueError(f"{name} shape {m.shape} does not match levels shape {shape}")
     if m.dtype.kind in "fc":
         raise TypeError(
-            f"mask has dtype {m.dtype}; give a boolean mask, e.g. mask > 0.5 or mask == label"
+            f"{name} has dtype {m.dtype}; give a boolean mask, e.g. {name} > 0.5 or {name} == label"
         )
     if m.dtype != np.bool_:
         if m.dtype.kind not in "iu":
-            raise TypeError(f"mask has unsupported dtype {m.dtype}; give a boolean array")
+            raise TypeError(f"{name} has unsupported dtype {m.dtype}; give a boolean array")
         m = m != 0
     if not m.any():
-        raise ValueError("mask is empty (no voxel is set), so no entropy can be computed")
+        raise ValueError(f"{name} is empty (no voxel is set), so no entropy can be computed")
     return np.ascontiguousarray(m).view(np.uint8)
 
 
@@ -178,6 +178,7 @@ def local_entropy(
     footprint: npt.ArrayLike | None = None,
     mask: npt.ArrayLike | None = None,
     masked_kernel: bool = False,
+    count_mask: npt.ArrayLike | None = None,
     base: str | int = "e",
     n_threads: int | None = None,
 ) -> npt.NDArray[np.float32]:
@@ -214,6 +215,11 @@ def local_entropy(
     masked_kernel : bool
         Count only mask voxels in each window (PyRadiomics ``maskedKernel``).
         Needs ``mask``.
+    count_mask : (Z, Y, X) bool array, optional
+        Only these voxels enter any histogram, wherever the output is computed (e.g.
+        the ``included`` voxels of a re-segmentation range). Combined with
+        ``masked_kernel`` a voxel must be in both. A window with no counted voxel
+        gives NaN.
     base : {"e", 2, 10}
         Logarithm base: nats (default), bits or hartleys.
     n_threads : int, optional
@@ -269,6 +275,10 @@ def local_entropy(
         out_mask = _check_mask(mask, arr.shape)
     elif masked_kernel:
         raise ValueError("masked_kernel=True needs a mask")
+    counted = out_mask if masked_kernel else None
+    if count_mask is not None:
+        cm = _check_mask(count_mask, arr.shape, "count_mask")
+        counted = cm if counted is None else np.logical_and(cm, counted).view(np.uint8)
 
     vmin, vmax = int(arr.min()), int(arr.max())
     nlevels = vmax - vmin + 1
@@ -284,6 +294,6 @@ def local_entropy(
         nlevels,
         _BASES[base],
         out_mask,
-        out_mask if masked_kernel else None,
+        counted,
         threads,
     )
