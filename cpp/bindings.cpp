@@ -30,10 +30,11 @@ template <typename T>
 py::array_t<float> local_entropy(py::array_t<T, py::array::c_style> levels, Mask footprint,
                                  std::int64_t vmin, std::int64_t nbins, double scale,
                                  std::optional<Mask> out_mask, std::optional<Mask> count_mask,
-                                 int n_threads) {
+                                 int n_threads, int algorithm) {
   if (levels.ndim() != 3) throw py::value_error("levels must be 3-D");
   if (footprint.ndim() != 3) throw py::value_error("footprint must be 3-D");
   if (nbins < 1 || nbins > (std::int64_t(1) << 24)) throw py::value_error("nbins out of range");
+  if (algorithm < 0 || algorithm > 2) throw py::value_error("algorithm must be 0 (auto), 1 (runs) or 2 (columns)");
   if (out_mask) check_same_shape(levels, *out_mask, "out_mask");
   if (count_mask) check_same_shape(levels, *count_mask, "count_mask");
 
@@ -52,7 +53,7 @@ py::array_t<float> local_entropy(py::array_t<T, py::array::c_style> levels, Mask
     // Safe: only raw pointers into buffers kept alive by the arguments above.
     py::gil_scoped_release release;
     entropymap::local_entropy<T>(data, om, cm, shape, fp, vmin, static_cast<std::uint32_t>(nbins),
-                                 table, o, n_threads);
+                                 table, o, n_threads, static_cast<entropymap::Algorithm>(algorithm));
   }
   return out;
 }
@@ -61,7 +62,7 @@ template <typename T>
 void def_local_entropy(py::module_& m) {
   m.def("local_entropy", &local_entropy<T>, py::arg("levels").noconvert(), py::arg("footprint"),
         py::arg("vmin"), py::arg("nbins"), py::arg("scale"), py::arg("out_mask") = py::none(),
-        py::arg("count_mask") = py::none(), py::arg("n_threads") = 1);
+        py::arg("count_mask") = py::none(), py::arg("n_threads") = 1, py::arg("algorithm") = 0);
 }
 
 py::array_t<std::uint8_t> footprint(const std::string& shape, int kz, int ky, int kx) {
@@ -91,5 +92,11 @@ PYBIND11_MODULE(_core, m) {
   def_local_entropy<std::int64_t>(m);
   m.def("footprint", &footprint, py::arg("shape"), py::arg("kz"), py::arg("ky"), py::arg("kx"),
         "The cube or ball footprint of odd sizes (kz, ky, kx) as a uint8 array.");
+  m.def("uses_columns", [](Mask footprint, std::int64_t nbins) {
+          const Footprint fp = Footprint::from_mask(footprint.data(), static_cast<int>(footprint.shape(0)),
+                                                    static_cast<int>(footprint.shape(1)),
+                                                    static_cast<int>(footprint.shape(2)));
+          return entropymap::choose_algorithm(fp, static_cast<std::uint32_t>(nbins)) == entropymap::Algorithm::kColumns;
+        }, py::arg("footprint"), py::arg("nbins"), "Whether 'auto' picks the column driver.");
   m.def("openmp_enabled", &entropymap::openmp_enabled, "Whether the core was built with OpenMP.");
 }

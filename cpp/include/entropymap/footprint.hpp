@@ -77,6 +77,11 @@ class Footprint {
     return m;
   }
 
+  // True when the footprint is the whole (kz, ky, kx) box.
+  bool is_box() const {
+    return size_ == static_cast<std::int64_t>(2 * rz_ + 1) * (2 * ry_ + 1) * (2 * rx_ + 1);
+  }
+
   const std::vector<Run>& runs() const { return runs_; }
   std::int64_t size() const { return size_; }
   int rz() const { return rz_; }
