@@ -34,10 +34,11 @@ def itk_array(path: Path) -> np.ndarray:
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # SWIG import warnings
+        # ITK loads its SWIG modules lazily, warning as it does: keep the guard around the read.
+        warnings.simplefilter("ignore", DeprecationWarning)
         import itk
 
-    return np.asarray(itk.array_from_image(itk.imread(str(path))))
+        return np.asarray(itk.array_from_image(itk.imread(str(path))))
 
 
 @pytest.fixture
