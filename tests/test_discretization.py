@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from entropymap.discretize import discretize
+from entropymap.discretization import discretize
 
 
 def test_integer_hu_is_identity():

@@ -6,7 +6,11 @@ matplotlib and Dask are imported by the functions that need them.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .discretization import Discretized, discretize
+from .io import Geometry, Volume, list_dicom_series, read_image, read_mask, write_image
+from .itk_filter import local_entropy_image
 from .kernel import available_cores, local_entropy, make_footprint, openmp_enabled
+from .sample import sample_case
 
 try:
     __version__ = version("entropymap")
@@ -14,9 +18,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "Discretized",
+    "Geometry",
+    "Volume",
     "__version__",
     "available_cores",
+    "discretize",
+    "list_dicom_series",
     "local_entropy",
+    "local_entropy_image",
     "make_footprint",
     "openmp_enabled",
+    "read_image",
+    "read_mask",
+    "sample_case",
+    "write_image",
 ]

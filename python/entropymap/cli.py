@@ -1,0 +1,234 @@
+"""Command line: ``python -m entropymap <command> ...`` (also the ``entropymap`` script).
+
+The parser builders and :func:`main` are separate so tests call ``main([...])``
+in-process. Only this module talks to the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("entropymap")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where the help text states its own or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False):
+            return text
+        return super()._get_help_string(action)
+
+
+def _odd_sizes(values: list[int]) -> object:
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _add_map_parser(sub) -> None:
+    p = sub.add_parser(
+        "map",
+        help="compute the local entropy map of a CT and its outputs",
+        description=(
+            "Compute the voxel-wise local entropy map of IMAGE (Costa et al. 2023), smooth it, "
+            "normalise it by a reference region, classify it into hypo/iso/hyper-entropic "
+            "areas, and write the maps, a statistics table, a fusion picture and run.json "
+            "into the output folder. Lengths are in mm, kernel sizes in voxels (z y x order) "
+            "unless stated."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    g = p.add_argument_group("inputs")
+    g.add_argument("image", nargs="?", type=Path,
+                   help="CT image file (.nii, .nii.gz, .nrrd, .mha, .mhd) or DICOM folder")
+    g.add_argument("--sample", action="store_true",
+                   help="use the bundled sample (LiTS 117 liver CT crop; tumour = label 2, liver = labels 1+2)")
+    g.add_argument("--series", metavar="UID", help="DICOM series to read when the folder holds several")
+    g.add_argument("--tumor", type=Path, metavar="FILE", help="tumour mask (Tumor-VOI)")
+    g.add_argument("--tumor-label", type=int, metavar="N", help="tumour label value (default: all non-zero)")
+    g.add_argument("--allow-uneven-spacing", action="store_true",
+                   help="accept a DICOM series with missing slices or uneven slice spacing (read with the "
+                        "mean spacing) instead of refusing it")
+    g.add_argument("--resample-masks", action="store_true",
+                   help="resample masks on another grid onto the CT grid by physical position "
+                        "(nearest neighbour) instead of refusing them")
+    r = p.add_argument_group("reference region (one of; enables normalisation and classes)")
+    r.add_argument("--reference", type=Path, metavar="FILE", help="reference (healthy liver, Liver-VOI) mask")
+    r.add_argument("--reference-label", type=int, metavar="N", help="reference label value (default: non-zero)")
+    r.add_argument("--reference-sphere", type=float, nargs=4, metavar=("X", "Y", "Z", "R"),
+                   help="sphere of radius R mm centred at physical (X, Y, Z) mm, ITK/LPS coordinates")
+    r.add_argument("--liver", type=Path, metavar="FILE",
+                   help="liver mask: reference = liver minus the tumour dilated by --reference-margin")
+    r.add_argument("--liver-label", type=int, metavar="N", help="liver label value (default: all non-zero)")
+    r.add_argument("--reference-margin", type=float, default=10.0, metavar="MM",
+                   help="tumour dilation for the liver-derived reference, mm")
+    k = p.add_argument_group("local entropy")
+    k.add_argument("--kernel", type=int, nargs="+", default=[5], metavar="K",
+                   help="window size in voxels: one odd K, or KZ KY KX (default: 5, the paper's 5 x 5 x 5)")
+    k.add_argument("--kernel-mm", type=float, nargs="+", metavar="MM",
+                   help="window size in mm (one value or Z Y X), rounded per axis to the nearest odd voxel count")
+    k.add_argument("--shape", choices=("cube", "ball"), default="cube", help="window shape")
+    k.add_argument("--bin-width", type=float, metavar="W",
+                   help="fixed bin width in intensity units (default 1 = integer HU, unless --bin-count)")
+    k.add_argument("--bin-count", type=int, metavar="N", help="fixed number of bins over the intensity range")
+    k.add_argument("--bin-anchor", type=float, default=0.0, metavar="A",
+                   help="an edge of the fixed-width bins lies here (IBSI: the range minimum)")
+    k.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), dest="value_range",
+                   help="intensities outside [LO, HI] are left out of every histogram")
+    k.add_argument("--crop-margin", type=float, metavar="MM",
+                   help="compute only in the box around tumour and reference grown by MM (faster; same values there)")
+    k.add_argument("--base", choices=("e", "2", "10"), default="e", help="logarithm base: e (nats), 2 (bits), 10")
+    k.add_argument("--threads", type=int, metavar="N", help="kernel threads (default: all available cores)")
+    d = p.add_argument_group("display map")
+    d.add_argument("--smooth-sigma", type=float, default=1.0, metavar="S", help="Gaussian sigma (0: no smoothing)")
+    d.add_argument("--smooth-mode", choices=("2d", "3d"), default="2d", help="in-plane per slice (paper) or 3-D")
+    d.add_argument("--smooth-unit", choices=("voxel", "mm"), default="voxel", help="unit of --smooth-sigma")
+    d.add_argument("--hypo-below", type=float, default=0.9, metavar="T",
+                   help="normalised value below which a voxel is hypo-entropic")
+    d.add_argument("--hyper-above", type=float, default=1.1, metavar="T",
+                   help="normalised value above which a voxel is hyper-entropic")
+    o = p.add_argument_group("output")
+    o.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output folder (must not exist)")
+    o.add_argument("--format", choices=("nii.gz", "nii", "nrrd", "mha"), default="nii.gz", help="map file format")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_run_map)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``entropymap`` argument parser with its subcommands."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="entropymap",
+        description="Voxel-wise local entropy maps of 3-D medical images (Costa et al., J Digit Imaging 2023).",
+    )
+    parser.add_argument("--version", action="version", version=f"entropymap {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_map_parser(sub)
+    # -q and --debug work after the subcommand too; SUPPRESS keeps the subparser from
+    # resetting a value given before it.
+    for name, p in sub.choices.items():
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="no progress bar and no summary")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
+    return parser
+
+
+def _run_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .pipeline import CaseInputs, MapParams, run_case
+    from .sample import sample_case
+
+    if args.sample:
+        if args.image is not None:
+            raise ValueError("give either IMAGE or --sample, not both")
+        case = sample_case()
+        image = case.image
+        tumor = args.tumor or case.labels
+        tumor_label = args.tumor_label if args.tumor else case.tumor_label
+        has_ref = args.reference or args.reference_sphere or args.liver
+        liver = args.liver if has_ref else case.labels
+    else:
+        if args.image is None:
+            raise ValueError("give the CT IMAGE (a file or DICOM folder), or --sample for the bundled sample")
+        image, tumor, tumor_label, liver = args.image, args.tumor, args.tumor_label, args.liver
+    inputs = CaseInputs(
+        image=image, tumor=tumor, tumor_label=tumor_label,
+        reference=args.reference, reference_label=args.reference_label,
+        liver=liver, liver_label=args.liver_label,
+        sphere=tuple(args.reference_sphere) if args.reference_sphere else None,
+        series=args.series, resample_masks=args.resample_masks,
+        allow_uneven_spacing=args.allow_uneven_spacing,
+    )
+    params = MapParams(
+        kernel=_odd_sizes(args.kernel),
+        kernel_mm=_odd_sizes(args.kernel_mm) if args.kernel_mm else None,
+        shape=args.shape, bin_width=args.bin_width, bin_count=args.bin_count, anchor=args.bin_anchor,
+        value_range=tuple(args.value_range) if args.value_range else None,
+        crop_margin_mm=args.crop_margin, smooth_sigma=args.smooth_sigma, smooth_mode=args.smooth_mode,
+        smooth_unit=args.smooth_unit, reference_margin_mm=args.reference_margin,
+        hypo_below=args.hypo_below, hyper_above=args.hyper_above,
+        base="e" if args.base == "e" else int(args.base), n_threads=args.threads, format=args.format,
+    )
+    if len(args.kernel) not in (1, 3):
+        raise ValueError(f"--kernel takes one size or three (KZ KY KX), got {len(args.kernel)}")
+    if args.kernel_mm and len(args.kernel_mm) not in (1, 3):
+        raise ValueError(f"--kernel-mm takes one size or three (Z Y X), got {len(args.kernel_mm)}")
+    params.validate()
+
+    show = not args.quiet and sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=9, desc="entropymap", unit="step", file=sys.stderr, leave=False)
+
+    def progress(step: str) -> None:
+        if bar is not None:
+            bar.set_postfix_str(step)
+            bar.update(1)
+
+    try:
+        record = run_case(inputs, args.output, params, overwrite=args.overwrite, progress=progress,
+                          command=["entropymap", *argv])
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        _print_summary(args.output, record)
+    return 0
+
+
+def _print_summary(out: Path, record: dict) -> None:
+    p = record["parameters"]
+    kz, ky, kx = record["kernel_voxels_zyx"]
+    disc = record["discretization"]
+    unit = {"e": "nats", 2: "bits", 10: "hartleys"}[p["base"]]
+    files = record["outputs"]
+    lines = [f"entropymap: wrote {out}/ in {record['timings_s']['total']:.1f} s"]
+    desc = {
+        "raw": f"local entropy, {unit} ({kz}x{ky}x{kx} voxels, {disc['method'].replace('_', ' ')} "
+               f"{disc['bin_width']:g}, {disc['n_levels']} levels)",
+        "normalized": "smoothed map / reference mean (1.0 = as disordered as the reference)",
+        "classes": f"1 hypo (< {p['hypo_below']:g}), 2 iso, 3 hyper-entropic (> {p['hyper_above']:g})",
+        "reference": "the reference region used (1 = in), to check it in a viewer",
+        "table": "statistics of the map and of HU in the tumour and reference regions",
+        "figure": f"axial slice {record['figure_slice']}: CT with the map fused over it",
+    }
+    for key, name in files.items():
+        lines.append(f"  {name:<28s} {desc.get(key, '')}")
+    lines.append(f"  {'run.json':<28s} parameters, input checksums, versions, timings")
+    ref = record["reference_region"]
+    if ref["mean_smoothed_entropy"] is not None:
+        lines.append(f"reference ({ref['kind']}, {ref['voxels']} voxels): mean smoothed entropy "
+                     f"{ref['mean_smoothed_entropy']:.3f} {unit}")
+    print("\n".join(lines))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit code (0 success, 1 error, 2 usage, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="entropymap: %(levelname)s: %(message)s")
+    try:
+        return args.func(args, argv)
+    except KeyboardInterrupt:
+        print("entropymap: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line, unless --debug
+        if args.debug:
+            raise
+        msg = str(exc).strip() or type(exc).__name__
+        kind = "" if isinstance(exc, (ValueError, TypeError, OSError)) else f"{type(exc).__name__}: "
+        print(f"entropymap: error: {kind}{msg}", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""Package data: the bundled sample case (see ``lits_117/NOTICE.md``)."""
