@@ -5,7 +5,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -30,7 +33,9 @@ template <typename T>
 py::array_t<float> local_entropy(py::array_t<T, py::array::c_style> levels, Mask footprint,
                                  std::int64_t vmin, std::int64_t nbins, double scale,
                                  std::optional<Mask> out_mask, std::optional<Mask> count_mask,
-                                 int n_threads, int algorithm) {
+                                 int n_threads, int algorithm,
+                                 std::optional<py::array_t<float, py::array::c_style>> out,
+                                 std::optional<std::array<std::int64_t, 4>> rows) {
   if (levels.ndim() != 3) throw py::value_error("levels must be 3-D");
   if (footprint.ndim() != 3) throw py::value_error("footprint must be 3-D");
   if (nbins < 1 || nbins > (std::int64_t(1) << 24)) throw py::value_error("nbins out of range");
@@ -43,26 +48,42 @@ py::array_t<float> local_entropy(py::array_t<T, py::array::c_style> levels, Mask
                                             static_cast<int>(footprint.shape(2)));
   const EntropyTable table(fp.size(), scale);
   const entropymap::Volume3 shape{levels.shape(0), levels.shape(1), levels.shape(2)};
-  py::array_t<float> out({shape.nz, shape.ny, shape.nx});
+  entropymap::Rows r = entropymap::Rows::all(shape);
+  if (rows) {
+    r = {(*rows)[0], (*rows)[1], (*rows)[2], (*rows)[3]};
+    if (r.z0 < 0 || r.z1 > shape.nz || r.z0 > r.z1 || r.y0 < 0 || r.y1 > shape.ny || r.y0 > r.y1)
+      throw py::value_error("rows (z0, z1, y0, y1) must lie within the volume");
+  }
+  py::array_t<float> result;
+  if (out) {
+    check_same_shape(levels, *out, "out");
+    if (!out->writeable()) throw py::value_error("out must be writeable");
+    result = *out;
+  } else {
+    result = py::array_t<float>({shape.nz, shape.ny, shape.nx});
+    if (rows) std::fill(result.mutable_data(), result.mutable_data() + result.size(),
+                        std::numeric_limits<float>::quiet_NaN());
+  }
 
   const T* data = levels.data();
   const std::uint8_t* om = out_mask ? out_mask->data() : nullptr;
   const std::uint8_t* cm = count_mask ? count_mask->data() : nullptr;
-  float* o = out.mutable_data();
+  float* o = result.mutable_data();
   {
     // Safe: only raw pointers into buffers kept alive by the arguments above.
     py::gil_scoped_release release;
     entropymap::local_entropy<T>(data, om, cm, shape, fp, vmin, static_cast<std::uint32_t>(nbins),
-                                 table, o, n_threads, static_cast<entropymap::Algorithm>(algorithm));
+                                 table, o, n_threads, static_cast<entropymap::Algorithm>(algorithm), &r);
   }
-  return out;
+  return result;
 }
 
 template <typename T>
 void def_local_entropy(py::module_& m) {
   m.def("local_entropy", &local_entropy<T>, py::arg("levels").noconvert(), py::arg("footprint"),
         py::arg("vmin"), py::arg("nbins"), py::arg("scale"), py::arg("out_mask") = py::none(),
-        py::arg("count_mask") = py::none(), py::arg("n_threads") = 1, py::arg("algorithm") = 0);
+        py::arg("count_mask") = py::none(), py::arg("n_threads") = 1, py::arg("algorithm") = 0,
+        py::arg("out").noconvert() = py::none(), py::arg("rows") = py::none());
 }
 
 py::array_t<std::uint8_t> footprint(const std::string& shape, int kz, int ky, int kx) {

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Sequence, Union
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,8 @@ from . import _core
 
 __all__ = [
     "MAX_LEVELS",
+    "KernelCall",
+    "prepare",
     "available_cores",
     "local_entropy",
     "make_footprint",
@@ -237,8 +240,10 @@ def local_entropy(
     entering the window (one per footprint row), and the sum of :math:`c \ln c` is
     kept current from a table in fixed point. The cost per voxel grows with the
     window's face (:math:`k^2`), not its volume, and does not depend on the number of
-    levels. The fixed-point sum is exact, so a constant window gives exactly 0 and
-    the map does not depend on the thread count.
+    levels. For box windows over at most 64 levels a second driver keeps column
+    histograms and touches only the bins that change. The fixed-point sum is exact,
+    so a constant window gives exactly 0, both drivers give the same bits, and the
+    map does not depend on the thread count.
 
     References
     ----------
@@ -253,6 +258,62 @@ def local_entropy(
     >>> float(h.max())
     0.0
     """
+    call = prepare(levels, kernel=kernel, shape=shape, footprint=footprint, mask=mask,
+                   masked_kernel=masked_kernel, count_mask=count_mask, base=base)
+    return call.run(n_threads=n_threads)
+
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """A validated kernel call: the arrays as the C++ core takes them and the global
+    level range. Tiles of one volume share one call, so every tile sees the same bins.
+    """
+
+    levels: np.ndarray
+    footprint: np.ndarray
+    vmin: int
+    nlevels: int
+    scale: float
+    out_mask: Optional[np.ndarray]
+    count_mask: Optional[np.ndarray]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.levels.shape  # type: ignore[return-value]
+
+    @property
+    def radius(self) -> tuple[int, int, int]:
+        """Half the window size per axis (z, y, x): the halo a tile needs."""
+        kz, ky, kx = self.footprint.shape
+        return kz // 2, ky // 2, kx // 2
+
+    def run(
+        self,
+        *,
+        n_threads: Optional[int] = None,
+        out: Optional[np.ndarray] = None,
+        rows: Optional[tuple[int, int, int, int]] = None,
+    ) -> np.ndarray:
+        """Compute the map, or only ``rows`` = (z0, z1, y0, y1) of it into ``out``."""
+        return _core.local_entropy(
+            self.levels, self.footprint, self.vmin, self.nlevels, self.scale, self.out_mask,
+            self.count_mask, resolve_threads(n_threads), 0, out, rows,
+        )
+
+
+def prepare(
+    levels: npt.ArrayLike,
+    *,
+    kernel: KernelSize = 5,
+    shape: str = "cube",
+    footprint: npt.ArrayLike | None = None,
+    mask: npt.ArrayLike | None = None,
+    masked_kernel: bool = False,
+    count_mask: npt.ArrayLike | None = None,
+    base: str | int = "e",
+) -> KernelCall:
+    """Validate the arguments of :func:`local_entropy` once; see there for their meaning."""
     arr = _check_levels(levels)
     if footprint is not None:
         if kernel != 5 or shape != "cube":
@@ -268,7 +329,6 @@ def local_entropy(
         fp = make_footprint(kernel, shape).view(np.uint8)
     if base not in _BASES:
         raise ValueError(f"base must be 'e', 2 or 10, got {base!r}")
-    threads = resolve_threads(n_threads)
 
     out_mask = None
     if mask is not None:
@@ -287,13 +347,4 @@ def local_entropy(
             f"levels span {nlevels} distinct values ({vmin} .. {vmax}); the kernel takes at most "
             f"{MAX_LEVELS}. Discretise first (e.g. entropymap.discretize with a bin width or bin count)."
         )
-    return _core.local_entropy(
-        arr,
-        fp,
-        vmin,
-        nlevels,
-        _BASES[base],
-        out_mask,
-        counted,
-        threads,
-    )
+    return KernelCall(arr, fp, vmin, nlevels, _BASES[base], out_mask, counted)

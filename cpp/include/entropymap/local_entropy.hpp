@@ -32,6 +32,13 @@ struct Volume3 {
   std::int64_t nz, ny, nx;
 };
 
+// The rows (z, y) to compute, z in [z0, z1), y in [y0, y1); all x. Rows outside
+// are neither read as output nor written (a tile of a larger computation).
+struct Rows {
+  std::int64_t z0, z1, y0, y1;
+  static Rows all(Volume3 v) { return {0, v.nz, 0, v.ny}; }
+};
+
 inline bool openmp_enabled() {
 #ifdef _OPENMP
   return true;
@@ -175,9 +182,10 @@ void entropy_row(const ActiveRun<T>* runs, std::size_t nruns, const T** leave, c
 template <typename T>
 void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::uint8_t* count_mask,
                    Volume3 shape, const Footprint& fp, std::int64_t vmin, std::uint32_t nbins,
-                   const EntropyTable& table, float* out, int n_threads) {
+                   const EntropyTable& table, float* out, int n_threads, Rows rows) {
   const std::int64_t nz = shape.nz, ny = shape.ny, nx = shape.nx;
-  const std::int64_t nrows = nz * ny;
+  const std::int64_t nyr = rows.y1 - rows.y0;
+  const std::int64_t nrows = (rows.z1 - rows.z0) * nyr;
 #ifdef _OPENMP
   if (n_threads < 1) n_threads = 1;
   if (n_threads > nrows) n_threads = static_cast<int>(std::max<std::int64_t>(1, nrows));
@@ -194,7 +202,7 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
   const float nan = std::numeric_limits<float>::quiet_NaN();
 
 #ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
   {
 #ifdef _OPENMP
@@ -209,9 +217,9 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
 #endif
-    for (std::int64_t row = 0; row < nrows; ++row) {
-      const std::int64_t z = row / ny, y = row % ny;
-      const std::size_t base = static_cast<std::size_t>(row) * nx;
+    for (std::int64_t r = 0; r < nrows; ++r) {
+      const std::int64_t z = rows.z0 + r / nyr, y = rows.y0 + r % nyr;
+      const std::size_t base = (static_cast<std::size_t>(z) * ny + y) * nx;
       float* orow = out + base;
       const std::uint8_t* omask = out_mask ? out_mask + base : nullptr;
       std::int64_t xs = 0, xe = nx - 1;
@@ -250,12 +258,12 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
 template <typename T>
 void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const std::uint8_t* count_mask,
                            Volume3 shape, const Footprint& fp, std::int64_t vmin, std::uint32_t nbins,
-                           const EntropyTable& table, float* out, int n_threads) {
+                           const EntropyTable& table, float* out, int n_threads, Rows rows) {
   const std::int64_t nz = shape.nz, ny = shape.ny, nx = shape.nx;
   const int rz = fp.rz(), ry = fp.ry(), rx = fp.rx();
   constexpr std::int64_t kBlock = 32;  // rows per unit: amortises the column build
-  const std::int64_t nyb = (ny + kBlock - 1) / kBlock;
-  const std::int64_t units = nz * nyb;
+  const std::int64_t nyb = (rows.y1 - rows.y0 + kBlock - 1) / kBlock;
+  const std::int64_t units = (rows.z1 - rows.z0) * nyb;
   const std::size_t nb = (static_cast<std::size_t>(nbins) + 63) / 64 * 64;  // whole 64-bin groups
   // Zero columns pad the row: 2*rx+1 on the left so the window can start
   // empty at x = -rx-1 and slide in, rx on the right for the last step.
@@ -272,7 +280,7 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
   const float nan = std::numeric_limits<float>::quiet_NaN();
 
 #ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
   {
 #ifdef _OPENMP
@@ -301,7 +309,8 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (std::int64_t u = 0; u < units; ++u) {
-      const std::int64_t z = u / nyb, y0 = (u % nyb) * kBlock, y1 = std::min(ny, y0 + kBlock);
+      const std::int64_t z = rows.z0 + u / nyb, y0 = rows.y0 + (u % nyb) * kBlock;
+      const std::int64_t y1 = std::min(rows.y1, y0 + kBlock);
       std::fill(C, C + ncol * nb, std::uint8_t{0});
       for (int dz = -rz; dz <= rz; ++dz)
         for (int dy = -ry; dy <= ry; ++dy) update_row(z + dz, y0 + dy, +1);
@@ -365,6 +374,7 @@ inline Algorithm choose_algorithm(const Footprint& fp, std::uint32_t nbins) {
 // out_mask    optional (nullptr): voxels where it is 0 get NaN.
 // count_mask  optional (nullptr): only voxels where it is non-zero are counted.
 // table       must cover counts up to fp.size().
+// rows        optional: compute only these rows (others in `out` are untouched).
 // Only voxels inside the volume are counted (the window shrinks at borders).
 // Both drivers keep the same exact fixed-point sum, so they give the same bits.
 // Does not throw once it has allocated its per-thread buffers.
@@ -372,12 +382,14 @@ template <typename T>
 void local_entropy(const T* data, const std::uint8_t* out_mask, const std::uint8_t* count_mask,
                    Volume3 shape, const Footprint& fp, std::int64_t vmin, std::uint32_t nbins,
                    const EntropyTable& table, float* out, int n_threads,
-                   Algorithm algorithm = Algorithm::kAuto) {
+                   Algorithm algorithm = Algorithm::kAuto, const Rows* rows = nullptr) {
+  const Rows r = rows ? *rows : Rows::all(shape);
+  if (r.z0 >= r.z1 || r.y0 >= r.y1) return;
   if (algorithm == Algorithm::kAuto) algorithm = choose_algorithm(fp, nbins);
   if (algorithm == Algorithm::kColumns && columns_applicable(fp))
-    local_entropy_columns<T>(data, out_mask, count_mask, shape, fp, vmin, nbins, table, out, n_threads);
+    local_entropy_columns<T>(data, out_mask, count_mask, shape, fp, vmin, nbins, table, out, n_threads, r);
   else
-    local_entropy_runs<T>(data, out_mask, count_mask, shape, fp, vmin, nbins, table, out, n_threads);
+    local_entropy_runs<T>(data, out_mask, count_mask, shape, fp, vmin, nbins, table, out, n_threads, r);
 }
 
 }  // namespace entropymap
