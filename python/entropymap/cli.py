@@ -10,7 +10,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .render import RenderOptions
 
 __all__ = ["build_parser", "main"]
 
@@ -38,8 +41,8 @@ def _add_map_parser(sub) -> None:
         description=(
             "Compute the voxel-wise local entropy map of IMAGE (Costa et al. 2023), smooth it, "
             "normalise it by a reference region, classify it into hypo/iso/hyper-entropic "
-            "areas, and write the maps, a statistics table, a fusion picture and run.json "
-            "into the output folder. Lengths are in mm, kernel sizes in voxels (z y x order) "
+            "areas, and write the maps, a statistics table, pictures, a self-contained report.html "
+            "and run.json into the output folder. Lengths are in mm, kernel sizes in voxels (z y x order) "
             "unless stated."
         ),
         formatter_class=_HelpFormatter,
@@ -97,7 +100,76 @@ def _add_map_parser(sub) -> None:
     o.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output folder (must not exist)")
     o.add_argument("--format", choices=("nii.gz", "nii", "nrrd", "mha"), default="nii.gz", help="map file format")
     o.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    _add_picture_options(p)
     p.set_defaults(func=_run_map)
+
+
+def _add_render_parser(sub) -> None:
+    p = sub.add_parser(
+        "render",
+        help="draw the pictures and the report again from a finished output folder",
+        description=(
+            "Draw the pictures and report.html of an output folder of 'entropymap map' again, with other "
+            "windows, palettes, views or slices, without recomputing the map. The maps, reference region "
+            "and statistics come from FOLDER, the CT and the tumour and liver masks from the paths in its "
+            "run.json."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("folder", type=Path, metavar="FOLDER", help="an output folder of entropymap map")
+    p.add_argument("--image", type=Path, metavar="FILE", help="the CT, when it is no longer where run.json says")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR",
+                   help="folder for the pictures (default: FOLDER itself, replacing its pictures and report)")
+    _add_picture_options(p)
+    p.set_defaults(func=_run_render)
+
+
+def _add_picture_options(p: argparse.ArgumentParser) -> None:
+    from .render import FIGURES, FORMATS, NORMALIZED_RANGE, VIEWS, WINDOWS
+
+    g = p.add_argument_group("pictures")
+    presets = ", ".join(f"{name} (W {w:g} L {lv:g})" for name, (w, lv) in WINDOWS.items())
+    g.add_argument("--window", default="abdomen", metavar="NAME|W,L",
+                   help=f"CT window: a preset, {presets}, or WIDTH,LEVEL in HU")
+    g.add_argument("--show-map", choices=("auto", "normalized", "raw"), default="auto",
+                   help="map drawn over the CT; auto: the normalised one when there is a reference region")
+    g.add_argument("--cmap", metavar="NAME",
+                   help="matplotlib colormap (default: RdBu_r, centred on 1.0, for the normalised map; viridis for the raw)")
+    g.add_argument("--color-range", type=float, nargs=2, metavar=("LO", "HI"),
+                   help=f"map colour range (default: {NORMALIZED_RANGE[0]:g} {NORMALIZED_RANGE[1]:g} for the normalised "
+                        "map, the 1st to 99th percentile for the raw)")
+    g.add_argument("--opacity", type=float, default=0.6, metavar="A", help="map opacity over the CT, 0 to 1")
+    g.add_argument("--overlay-region", choices=("liver", "all"), default="liver",
+                   help="draw the map only in the liver (when a liver mask is known) or wherever it has a value")
+    g.add_argument("--view", choices=VIEWS, default="axial", help="view of the fusion picture, triptych and montage")
+    where = g.add_mutually_exclusive_group()
+    where.add_argument("--slice", type=int, metavar="N",
+                       help="array index of the slice to draw, along the axis the view cuts "
+                            "(default: through the centre of the largest tumour component)")
+    where.add_argument("--at", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                       help="draw through this physical point, mm (ITK/LPS coordinates)")
+    g.add_argument("--montage", type=int, default=12, metavar="N", help="slices in the montage")
+    g.add_argument("--figures", nargs="+", choices=FIGURES, default=list(FIGURES), metavar="NAME",
+                   help=f"pictures to draw, of {', '.join(FIGURES)} (default: all)")
+    g.add_argument("--picture-format", nargs="+", choices=FORMATS, default=["png"], metavar="FMT",
+                   help=f"picture formats, of {', '.join(FORMATS)} (default: png)")
+    g.add_argument("--dpi", type=int, default=150, help="resolution of the pictures, dots per inch")
+    g.add_argument("--interpolation", choices=("nearest", "bilinear"), default="nearest",
+                   help="enlarge voxels as blocks (nearest) or smoothly")
+    g.add_argument("--no-report", action="store_true", help="do not write report.html")
+
+
+def _render_options(args: argparse.Namespace) -> "RenderOptions":
+    from .render import RenderOptions, parse_window
+
+    return RenderOptions(
+        window=parse_window(args.window), map=args.show_map, cmap=args.cmap,
+        value_range=tuple(args.color_range) if args.color_range else None, opacity=args.opacity,
+        overlay_region=args.overlay_region, view=args.view, slice_index=args.slice,
+        point_mm=tuple(args.at) if args.at else None, montage=args.montage, figures=tuple(args.figures),
+        formats=tuple(args.picture_format), dpi=args.dpi, interpolation=args.interpolation,
+        report=not args.no_report,
+    ).validate()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_map_parser(sub)
+    _add_render_parser(sub)
     # -q and --debug work after the subcommand too; SUPPRESS keeps the subparser from
     # resetting a value given before it.
     for name, p in sub.choices.items():
@@ -163,6 +236,7 @@ def _run_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.kernel_mm and len(args.kernel_mm) not in (1, 3):
         raise ValueError(f"--kernel-mm takes one size or three (Z Y X), got {len(args.kernel_mm)}")
     params.validate()
+    pictures = _render_options(args)
 
     show = not args.quiet and sys.stderr.isatty()
     bar = None
@@ -178,7 +252,7 @@ def _run_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     try:
         record = run_case(inputs, args.output, params, overwrite=args.overwrite, progress=progress,
-                          command=["entropymap", *argv])
+                          command=["entropymap", *argv], pictures=pictures)
     finally:
         if bar is not None:
             bar.close()
@@ -195,22 +269,49 @@ def _print_summary(out: Path, record: dict) -> None:
     files = record["outputs"]
     lines = [f"entropymap: wrote {out}/ in {record['timings_s']['total']:.1f} s"]
     desc = {
+        **_PICTURES,
         "raw": f"local entropy, {unit} ({kz}x{ky}x{kx} voxels, {disc['method'].replace('_', ' ')} "
                f"{disc['bin_width']:g}, {disc['n_levels']} levels)",
         "normalized": "smoothed map / reference mean (1.0 = as disordered as the reference)",
         "classes": f"1 hypo (< {p['hypo_below']:g}), 2 iso, 3 hyper-entropic (> {p['hyper_above']:g})",
         "reference": "the reference region used (1 = in), to check it in a viewer",
         "table": "statistics of the map and of HU in the tumour and reference regions",
-        "figure": f"axial slice {record['figure_slice']}: CT with the map fused over it",
+        "figure": f"{record['figure_view']} slice {record['figure_slice']}: CT with the map fused over it",
     }
     for key, name in files.items():
-        lines.append(f"  {name:<28s} {desc.get(key, '')}")
+        lines.append(f"  {name:<28s} {desc.get(key.split('.')[0], '')}")
     lines.append(f"  {'run.json':<28s} parameters, input checksums, versions, timings")
     ref = record["reference_region"]
     if ref["mean_smoothed_entropy"] is not None:
         lines.append(f"reference ({ref['kind']}, {ref['voxels']} voxels): mean smoothed entropy "
                      f"{ref['mean_smoothed_entropy']:.3f} {unit}")
     print("\n".join(lines))
+
+
+_PICTURES = {
+    "figure": "the map fused over the CT",
+    "triptych": "CT | map | fusion of the same slice",
+    "orthogonal": "axial, coronal and sagittal slices through the same point",
+    "montage": "slices spread over the largest tumour component",
+    "histogram": "local entropy in the tumour vs the reference region",
+    "report": "one self-contained page: parameters, statistics, figures, slice viewer",
+}
+
+
+def _run_render(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .render import Scene, load_case, write_pictures
+
+    options = _render_options(args)
+    case, record, table = load_case(args.folder, image=args.image)
+    out = args.output or args.folder
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_pictures(out, Scene(case, options), record=record, table=table)
+    if not args.quiet:
+        lines = [f"entropymap: drew {len(files)} files into {out}/ from {args.folder}/"]
+        for key, name in files.items():
+            lines.append(f"  {name:<28s} {_PICTURES.get(key.split('.')[0], '')}")
+        print("\n".join(lines))
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

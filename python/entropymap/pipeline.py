@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from . import kernel as _kernel
 from .discretization import Discretized, discretize
 from .normalize import classify, normalize, reference_mean, smooth
 from .regions import bounding_box, derived_reference, kernel_from_mm, sphere_region
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .render import RenderOptions
 
 __all__ = ["CaseInputs", "MapParams", "MapResult", "compute_maps", "run_case", "OUTPUT_NAMES"]
 
@@ -331,6 +334,7 @@ def run_case(
     overwrite: bool = False,
     progress: Optional[Progress] = None,
     command: Optional[Sequence[str]] = None,
+    pictures: Optional["RenderOptions"] = None,
 ) -> dict:
     """Run the main job on one case and write its output folder.
 
@@ -338,6 +342,9 @@ def run_case(
     reference region is given), ``statistics.csv``, ``fusion.png`` and ``run.json``. It
     appears only when everything succeeded (built in a temporary sibling folder, then
     renamed); an existing folder is replaced only with ``overwrite=True``.
+
+    ``pictures`` sets what is drawn and how (default :class:`~entropymap.render.RenderOptions`:
+    ``fusion.png``, the triptych, orthogonal views, montage, histogram and ``report.html``).
 
     Returns
     -------
@@ -348,6 +355,7 @@ def run_case(
 
     params.validate()
     inputs.validate()
+    pictures = (pictures or render.RenderOptions()).validate()
     say = progress or (lambda step: None)
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
@@ -359,7 +367,7 @@ def run_case(
     geo = vol.geometry
     tumor = (io.read_mask(inputs.tumor, geo, label=inputs.tumor_label, resample=inputs.resample_masks)
              if inputs.tumor is not None else None)
-    reference = None
+    reference = liver = None
     ref_kind = None
     if inputs.reference is not None:
         reference = io.read_mask(inputs.reference, geo, label=inputs.reference_label, resample=inputs.resample_masks)
@@ -407,26 +415,12 @@ def run_case(
 
         say("render")
         t0 = time.perf_counter()
-        if tumor is not None:
-            z = render.tumor_center_slice(tumor)
-            where = "through the centre of the largest tumour component"
-        elif reference is not None:
-            z = render.tumor_center_slice(reference)
-            where = "through the centre of the reference region"
-        else:
-            z = vol.array.shape[0] // 2
-            where = "the middle slice"
-        contours = [(m, c, n) for m, c, n in ((tumor, "lime", "tumor"), (reference, "cyan", "reference")) if m is not None]
-        normalized = res.normalized is not None
-        render.fusion_figure(
-            tmp / OUTPUT_NAMES["figure"], vol.array, res.normalized if normalized else res.raw, geo, z,
-            normalized=normalized, thresholds=(params.hypo_below, params.hyper_above) if normalized else (),
-            contours=contours, title=f"axial slice {z} ({where})",
-        )
-        outputs["figure"] = OUTPUT_NAMES["figure"]
-        timings["render"] = round(time.perf_counter() - t0, 4)
-        timings["total"] = round(time.perf_counter() - t_start, 4)
-
+        case = render.CaseImages(
+            ct=vol.array, geometry=geo, raw=res.raw, normalized=res.normalized, tumor=tumor, reference=reference,
+            liver=liver, thresholds=(params.hypo_below, params.hyper_above),
+            unit=render.UNITS[params.base], reference_name="liver" if inputs.liver is not None else "reference",
+            reference_mean=res.reference_mean)
+        scene = render.Scene(case, pictures)
         record = {
             "entropymap_run": 1,
             "command": list(command) if command is not None else None,
@@ -450,13 +444,17 @@ def run_case(
             "discretization": res.discretization.describe(),
             "computed_region_zyx": ([[s.start, s.stop] for s in res.computed_region]
                                     if res.computed_region is not None else "whole volume"),
-            "figure_slice": z,
+            "figure_view": pictures.view,
+            "figure_slice": scene.orientation.slice_number(pictures.view, scene.slice_of(pictures.view)),
             "geometry": geo.to_dict(),
             "threads": _kernel.resolve_threads(params.n_threads),
             "versions": _versions(),
             "timings_s": timings,
             "outputs": outputs,
         }
+        outputs.update(render.write_pictures(tmp, scene, record=record, table=table))
+        timings["render"] = round(time.perf_counter() - t0, 4)
+        timings["total"] = round(time.perf_counter() - t_start, 4)
         with open(tmp / OUTPUT_NAMES["record"], "w") as fh:
             json.dump(record, fh, indent=2, default=str)
         _publish(tmp, out_dir)
