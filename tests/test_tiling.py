@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import numpy as np
@@ -125,22 +124,15 @@ def test_killed_worker_is_reported_and_cleaned_up(tmp_path):
     before = _shm_segments()
     killed = []
 
-    def killer():
-        deadline = time.time() + 30
-        while time.time() < deadline and not killed:
-            kids = mp.active_children()
-            if len(kids) >= 2:
-                time.sleep(0.3)
-                os.kill(kids[0].pid, signal.SIGKILL)
-                killed.append(kids[0].pid)
-            time.sleep(0.02)
+    def kill_one(done, total):
+        if not killed:  # after the first finished tile: workers are busy, many tiles remain
+            victim = mp.active_children()[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
 
-    t = threading.Thread(target=killer)
-    t.start()
     with pytest.raises(RuntimeError, match=r"worker process died while computing tile \d+ \(z \d+:\d+"):
         tiled_local_entropy(levels, kernel=9, tile_shape=(1, 192), n_workers=2, n_threads=1,
-                            executor="processes", out=tmp_path / "m.npy")
-    t.join()
+                            executor="processes", progress=kill_one, out=tmp_path / "m.npy")
     assert killed
     assert _shm_segments() == before
     assert list(tmp_path.iterdir()) == []
@@ -149,22 +141,29 @@ def test_killed_worker_is_reported_and_cleaned_up(tmp_path):
 def test_ctrl_c_stops_workers_and_leaves_nothing(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
+        import sys
         import numpy as np
         from entropymap.tiling import tiled_local_entropy
+
+        def ready(done, total):
+            if done == 1:  # workers are up and computing; many tiles remain
+                print("ready", flush=True)
+
         if __name__ == "__main__":  # spawned workers import this file
-            levels = np.random.default_rng(0).integers(0, 2000, size=(64, 192, 192)).astype(np.int16)
-            print("ready", flush=True)
+            levels = np.random.default_rng(0).integers(0, 2000, size=(96, 192, 192)).astype(np.int16)
             tiled_local_entropy(levels, kernel=9, tile_shape=(1, 192), n_workers=2, n_threads=1,
-                                executor="processes", out={str(tmp_path / "out" / "m.npy")!r})
+                                executor="processes", progress=ready,
+                                out={str(tmp_path / "out" / "m.npy")!r})
+            print("finished", flush=True)
     """))
     (tmp_path / "out").mkdir()
     before = _shm_segments()
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.5)  # workers are up and computing
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-    _, err = proc.communicate(timeout=60)
+    rest, err = proc.communicate(timeout=60)
+    assert "finished" not in rest, "the run ended before the interrupt: make it longer"
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     time.sleep(0.5)
     assert _shm_segments() == before
