@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -85,3 +86,24 @@ def test_python_dash_m_runs(tmp_path):
     res = subprocess.run([sys.executable, "-m", "entropymap", "map", "nope.nii", "-o", str(tmp_path / "x")],
                          capture_output=True, text=True)
     assert res.returncode == 1 and "Traceback" not in res.stderr and "nope.nii" in res.stderr
+
+
+def test_messages_that_point_to_the_fix(tmp_path, capsys):
+    from entropymap.sample import sample_case
+
+    case = sample_case()
+    # A label image given as the tumor without its label: the tumor covers the liver.
+    assert main(["map", str(case.image), "--tumor", str(case.labels), "--liver", str(case.labels),
+                 "-q", "-o", str(tmp_path / "a")]) == 1
+    assert "--tumor-label" in capsys.readouterr().err
+    # A sphere outside the image: the message gives the image's extent.
+    assert main(["map", "--sample", "--reference-sphere", "0", "0", "1000", "5", "-q", "-o", str(tmp_path / "b")]) == 1
+    assert "z 0.0 .. 127.0" in capsys.readouterr().err
+
+
+def test_output_folder_is_readable_by_others(tmp_path):
+    out = tmp_path / "o"
+    assert main(["map", "--sample", "--kernel", "3", "-q", "-o", str(out)]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == (0o777 & ~umask)

@@ -231,7 +231,7 @@ def test_montage_spans_the_largest_tumour_component():
     assert ks == [3, 5, 6, 8]
     assert Scene(case, RenderOptions(map="raw", montage=30)).montage_slices("axial") == list(range(3, 9))
     scene = Scene(case, RenderOptions(map="raw"))
-    assert scene.focus == (6, 7, 7) and "largest tumour component" in scene.focus_note
+    assert scene.focus == (6, 7, 7) and "largest tumor component" in scene.focus_note
 
 
 def test_write_pictures_in_every_format(tmp_path, rng):

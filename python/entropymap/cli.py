@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
@@ -25,7 +26,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "(default" in text or action.default in (None, False):
+        if "(default" in text or action.default is None or action.default is False:
             return text
         return super()._get_help_string(action)
 
@@ -51,10 +52,10 @@ def _add_map_parser(sub) -> None:
     g.add_argument("image", nargs="?", type=Path,
                    help="CT image file (.nii, .nii.gz, .nrrd, .mha, .mhd) or DICOM folder")
     g.add_argument("--sample", action="store_true",
-                   help="use the bundled sample (LiTS 117 liver CT crop; tumour = label 2, liver = labels 1+2)")
+                   help="use the bundled sample (LiTS 117 liver CT crop; tumor = label 2, liver = labels 1+2)")
     g.add_argument("--series", metavar="UID", help="DICOM series to read when the folder holds several")
-    g.add_argument("--tumor", type=Path, metavar="FILE", help="tumour mask (Tumor-VOI)")
-    g.add_argument("--tumor-label", type=int, metavar="N", help="tumour label value (default: all non-zero)")
+    g.add_argument("--tumor", type=Path, metavar="FILE", help="tumor mask (Tumor-VOI)")
+    g.add_argument("--tumor-label", type=int, metavar="N", help="tumor label value (default: all non-zero)")
     g.add_argument("--allow-uneven-spacing", action="store_true",
                    help="accept a DICOM series with missing slices or uneven slice spacing (read with the "
                         "mean spacing) instead of refusing it")
@@ -67,10 +68,10 @@ def _add_map_parser(sub) -> None:
     r.add_argument("--reference-sphere", type=float, nargs=4, metavar=("X", "Y", "Z", "R"),
                    help="sphere of radius R mm centred at physical (X, Y, Z) mm, ITK/LPS coordinates")
     r.add_argument("--liver", type=Path, metavar="FILE",
-                   help="liver mask: reference = liver minus the tumour dilated by --reference-margin")
+                   help="liver mask: reference = liver minus the tumor dilated by --reference-margin")
     r.add_argument("--liver-label", type=int, metavar="N", help="liver label value (default: all non-zero)")
     r.add_argument("--reference-margin", type=float, default=10.0, metavar="MM",
-                   help="tumour dilation for the liver-derived reference, mm")
+                   help="tumor dilation for the liver-derived reference, mm")
     k = p.add_argument_group("local entropy")
     k.add_argument("--kernel", type=int, nargs="+", default=[5], metavar="K",
                    help="window size in voxels: one odd K, or KZ KY KX (default: 5, the paper's 5 x 5 x 5)")
@@ -85,8 +86,9 @@ def _add_map_parser(sub) -> None:
     k.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), dest="value_range",
                    help="intensities outside [LO, HI] are left out of every histogram")
     k.add_argument("--crop-margin", type=float, metavar="MM",
-                   help="compute only in the box around tumour and reference grown by MM (faster; same values there)")
-    k.add_argument("--base", choices=("e", "2", "10"), default="e", help="logarithm base: e (nats), 2 (bits), 10")
+                   help="compute only in the box around tumor and reference grown by MM (faster; same values there)")
+    k.add_argument("--base", choices=("e", "2", "10"), default="e",
+                   help="logarithm base: e (nats), 2 (bits) or 10 (hartleys)")
     k.add_argument("--threads", type=int, metavar="N", help="kernel threads (default: all available cores)")
     d = p.add_argument_group("display map")
     d.add_argument("--smooth-sigma", type=float, default=1.0, metavar="S", help="Gaussian sigma (0: no smoothing)")
@@ -111,7 +113,7 @@ def _add_render_parser(sub) -> None:
         description=(
             "Draw the pictures and report.html of an output folder of 'entropymap map' again, with other "
             "windows, palettes, views or slices, without recomputing the map. The maps, reference region "
-            "and statistics come from FOLDER, the CT and the tumour and liver masks from the paths in its "
+            "and statistics come from FOLDER, the CT and the tumor and liver masks from the paths in its "
             "run.json."
         ),
         formatter_class=_HelpFormatter,
@@ -145,7 +147,7 @@ def _add_picture_options(p: argparse.ArgumentParser) -> None:
     where = g.add_mutually_exclusive_group()
     where.add_argument("--slice", type=int, metavar="N",
                        help="array index of the slice to draw, along the axis the view cuts "
-                            "(default: through the centre of the largest tumour component)")
+                            "(default: through the centre of the largest tumor component)")
     where.add_argument("--at", type=float, nargs=3, metavar=("X", "Y", "Z"),
                        help="draw through this physical point, mm (ITK/LPS coordinates)")
     g.add_argument("--montage", type=int, default=12, metavar="N", help="slices in the montage")
@@ -275,7 +277,7 @@ def _print_summary(out: Path, record: dict) -> None:
         "normalized": "smoothed map / reference mean (1.0 = as disordered as the reference)",
         "classes": f"1 hypo (< {p['hypo_below']:g}), 2 iso, 3 hyper-entropic (> {p['hyper_above']:g})",
         "reference": "the reference region used (1 = in), to check it in a viewer",
-        "table": "statistics of the map and of HU in the tumour and reference regions",
+        "table": "statistics of the map and of HU in the tumor and reference regions",
         "figure": f"{record['figure_view']} slice {record['figure_slice']}: CT with the map fused over it",
     }
     for key, name in files.items():
@@ -292,8 +294,8 @@ _PICTURES = {
     "figure": "the map fused over the CT",
     "triptych": "CT | map | fusion of the same slice",
     "orthogonal": "axial, coronal and sagittal slices through the same point",
-    "montage": "slices spread over the largest tumour component",
-    "histogram": "local entropy in the tumour vs the reference region",
+    "montage": "slices spread over the largest tumor component",
+    "histogram": "local entropy in the tumor vs the reference region",
     "report": "one self-contained page: parameters, statistics, figures, slice viewer",
 }
 
@@ -326,6 +328,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("entropymap: interrupted; no output was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Whoever read our output went away (e.g. `| head`): not a failure of the run.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # one clear line, unless --debug
         if args.debug:
             raise

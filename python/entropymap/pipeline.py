@@ -63,12 +63,12 @@ class MapParams:
     bin_width, bin_count, anchor, value_range
         Discretisation (see :func:`entropymap.discretize`); default bin width 1.
     crop_margin_mm : float, optional
-        Compute only inside the bounding box of the tumour and reference regions grown by
+        Compute only inside the bounding box of the tumor and reference regions grown by
         this margin (values there equal the full map; NaN elsewhere). None: whole volume.
     smooth_sigma, smooth_mode, smooth_unit
         Display smoothing: sigma 1 voxel, in-plane ("2d") by default, as in the paper.
     reference_margin_mm : float
-        For a reference derived from a liver mask: tumour dilation margin (default 10 mm).
+        For a reference derived from a liver mask: tumor dilation margin (default 10 mm).
     hypo_below, hyper_above : float
         Thresholds of the hypo / iso / hyper-entropic label map (normalised units).
     base : {"e", 2, 10}
@@ -179,7 +179,7 @@ def compute_maps(
         Voxel spacing in mm, array order.
     params : MapParams
     tumor, reference : (Z, Y, X) bool arrays, optional
-        The tumour VOI and the reference region; with a reference the map is
+        The tumor VOI and the reference region; with a reference the map is
         normalised and classified.
     progress : callable, optional
         Called with the name of each step as it starts.
@@ -213,7 +213,7 @@ def compute_maps(
         else:
             regions = [r for r in (tumor, reference) if r is not None]
             if not regions:
-                raise ValueError("crop_margin_mm needs a tumour or a reference region to crop around")
+                raise ValueError("crop_margin_mm needs a tumor or a reference region to crop around")
             union = np.logical_or.reduce(regions)
             # The box that must hold exact values, plus the smoothing support, plus the
             # kernel radius of data for those windows; the volume's faces still clip.
@@ -258,7 +258,7 @@ class CaseInputs:
 
     The reference region is given by exactly one of ``reference`` (a mask file),
     ``sphere`` ((x, y, z, radius) in mm, physical) or ``liver`` (a liver mask: the
-    reference is the liver minus the tumour dilated by ``MapParams.reference_margin_mm``).
+    reference is the liver minus the tumor dilated by ``MapParams.reference_margin_mm``).
     """
 
     image: Path
@@ -312,7 +312,13 @@ def _prepare_output(out_dir: Path, overwrite: bool) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"output path {out_dir} exists and is not a folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    # mkdtemp makes the folder private (0700); the finished folder gets the usual
+    # permissions of a new folder (0777 less the umask), like `mkdir` would give it.
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    return tmp
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
@@ -376,17 +382,29 @@ def run_case(
         x, y, z, r = inputs.sphere
         reference = sphere_region(geo, (x, y, z), r)
         if not reference.any():
-            raise ValueError(f"the reference sphere at ({x}, {y}, {z}) mm with radius {r} mm holds no voxel of the image")
+            corners = geo.index_to_physical(
+                np.array([[i, j, k] for i in (0, geo.shape[0] - 1) for j in (0, geo.shape[1] - 1)
+                          for k in (0, geo.shape[2] - 1)]))
+            lo, hi = corners.min(axis=0), corners.max(axis=0)
+            extent = ", ".join(f"{a} {lo[n]:.1f} .. {hi[n]:.1f}" for n, a in enumerate("xyz"))
+            raise ValueError(
+                f"the reference sphere at ({x}, {y}, {z}) mm with radius {r} mm holds no voxel of the image; "
+                f"the image's voxel centres span {extent} mm (ITK/LPS)"
+            )
         ref_kind = "sphere"
     elif inputs.liver is not None:
         liver = io.read_mask(inputs.liver, geo, label=inputs.liver_label, resample=inputs.resample_masks)
         reference = derived_reference(liver, tumor, geo.spacing, params.reference_margin_mm)
         if not reference.any():
+            hint = "lower --reference-margin or give a reference mask"
+            if tumor is not None and np.all(tumor[liver]):
+                hint = ("the tumor mask covers the whole liver: choose the tumor's label with --tumor-label "
+                        "(a label image holds both)")
             raise ValueError(
-                f"the derived reference (liver minus the tumour dilated by {params.reference_margin_mm} mm) "
-                "is empty; lower --reference-margin or give a reference mask"
+                f"the derived reference (liver minus the tumor dilated by {params.reference_margin_mm} mm) "
+                f"is empty; {hint}"
             )
-        ref_kind = "liver minus dilated tumor"
+        ref_kind = "liver minus dilated tumor" if tumor is not None else "liver (no tumor given)"
     timings["read"] = round(time.perf_counter() - t0, 4)
 
     tmp = _prepare_output(out_dir, overwrite)
@@ -408,6 +426,8 @@ def run_case(
         say("statistics")
         t0 = time.perf_counter()
         regions = {name: m for name, m in (("tumor", tumor), ("reference", reference)) if m is not None}
+        if not regions:  # no region given: summarise the whole volume
+            regions = {"volume": np.ones(vol.array.shape, bool)}
         table = stats.statistics_table({"entropy": res.raw, "hu": vol.array}, regions, spacing=geo.spacing)
         table.to_csv(tmp / OUTPUT_NAMES["table"], index=False)
         outputs["table"] = OUTPUT_NAMES["table"]
@@ -446,7 +466,9 @@ def run_case(
                                     if res.computed_region is not None else "whole volume"),
             "figure_view": pictures.view,
             "figure_slice": scene.orientation.slice_number(pictures.view, scene.slice_of(pictures.view)),
-            "geometry": geo.to_dict(),
+            "geometry": {**geo.to_dict(),
+                         "axes": "shape and spacing in array order (z, y, x); origin and direction in "
+                                 "physical LPS (x, y, z), as ITK reports them"},
             "threads": _kernel.resolve_threads(params.n_threads),
             "versions": _versions(),
             "timings_s": timings,

@@ -82,12 +82,12 @@ def sphere_region(geometry: "Geometry", center_xyz_mm: Sequence[float], radius_m
 def derived_reference(
     liver: np.ndarray, tumor: np.ndarray | None, spacing: Spacing, margin_mm: float = 10.0
 ) -> np.ndarray:
-    """Liver voxels farther than ``margin_mm`` from the tumour (a "virtual biopsy" of
+    """Liver voxels farther than ``margin_mm`` from the tumor (a "virtual biopsy" of
     healthy parenchyma).
 
     The distance is the Euclidean distance in mm (anisotropic spacing respected) from
-    each voxel centre to the nearest tumour voxel centre; voxels at a distance
-    ``<= margin_mm`` are removed, as are the tumour voxels themselves.
+    each voxel centre to the nearest tumor voxel centre; voxels at a distance
+    ``<= margin_mm`` are removed, as are the tumor voxels themselves.
     """
     from scipy import ndimage
 

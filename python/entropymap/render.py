@@ -339,7 +339,7 @@ class CaseImages:
     normalized : array, optional
         The smoothed map divided by the reference mean.
     tumor, reference, liver : bool arrays, optional
-        Outlined (tumour, reference); the liver limits where the map is drawn.
+        Outlined (tumor, reference); the liver limits where the map is drawn.
     thresholds : (float, float)
         Hypo- and hyper-entropic limits of the normalised map.
     unit : str
@@ -392,7 +392,7 @@ class RenderOptions:
     opacity : float
         Opacity of the map over the CT, 0 (CT only) to 1 (map only).
     overlay_region : {"liver", "all"}
-        Draw the map only inside the liver (and tumour) when the case has a liver mask,
+        Draw the map only inside the liver (and tumor) when the case has a liver mask,
         or wherever it has a value.
     view : {"axial", "coronal", "sagittal"}
         View of the fusion picture, the triptych and the montage.
@@ -400,9 +400,9 @@ class RenderOptions:
         Array index of the slice to show, along the axis ``view`` cuts.
     point_mm : (x, y, z), optional
         Physical point (mm, LPS) the pictures go through. Default: the centre of the
-        largest tumour component (else of the reference, else of the volume).
+        largest tumor component (else of the reference, else of the volume).
     montage : int
-        Number of slices of the montage, spread over the largest tumour component.
+        Number of slices of the montage, spread over the largest tumor component.
     figures : tuple of str
         Which of :data:`FIGURES` :func:`write_pictures` draws.
     formats : tuple of str
@@ -415,7 +415,7 @@ class RenderOptions:
         Also write the self-contained ``report.html``.
     viewer_max_voxels : int
         The report's slice viewer holds at most this many voxels per volume; larger
-        cases are cropped to the liver (or tumour and reference) and then subsampled.
+        cases are cropped to the liver (or tumor and reference) and then subsampled.
     """
 
     window: tuple[float, float] = WINDOWS["abdomen"]
@@ -505,9 +505,9 @@ class Scene:
     ct, values, region : display-grid arrays
         The CT, the map shown and where it is drawn (None: wherever it has a value).
     outlines : list of (display-grid mask, colour, name)
-        The tumour and reference regions, outlined.
+        The tumor and reference regions, outlined.
     lesion : bool display-grid array, optional
-        The largest tumour component (or the reference region): the montage spans it.
+        The largest tumor component (or the reference region): the montage spans it.
     lesion_name, region_note : str
         For titles.
     """
@@ -537,7 +537,7 @@ class Scene:
         target = case.tumor if has_tumor else case.reference
         self.lesion = o.apply(_largest_component(target)) if target is not None and target.any() else None
         self.lesion_name = None if self.lesion is None else (
-            "the largest tumour component" if has_tumor else "the reference region")
+            "the largest tumor component" if has_tumor else "the reference region")
         self.focus, self.focus_note = self._focus()
 
     def _style(self, values: np.ndarray, region: Optional[np.ndarray]) -> MapStyle:
@@ -853,7 +853,7 @@ def orthogonal_figure(scene: Scene) -> "Figure":
 
 
 def montage_figure(scene: Scene) -> "Figure":
-    """``options.montage`` slices of ``options.view`` spread over the largest tumour component."""
+    """``options.montage`` slices of ``options.view`` spread over the largest tumor component."""
     view = scene.options.view
     ks = scene.montage_slices(view)
     size = _panel_mm(scene, view)
@@ -866,7 +866,7 @@ def montage_figure(scene: Scene) -> "Figure":
 
 
 def histogram_figure(scene: Scene) -> "Figure":
-    """Distribution of local entropy in the tumour and the reference region.
+    """Distribution of local entropy in the tumor and the reference region.
 
     Left: the raw map (the values ``statistics.csv`` summarises). Right, for a normalised
     case: the normalised map with the hypo / iso / hyper bands and each region's share of them.
@@ -907,7 +907,7 @@ def histogram_figure(scene: Scene) -> "Figure":
         ax.tick_params(labelsize=7)
         if regions:
             ax.legend(fontsize=6.5, loc="upper right", framealpha=0.9, edgecolor="none")
-    fig.suptitle("local entropy in the tumour and the reference region", fontsize=10)
+    fig.suptitle("local entropy in the tumor and the reference region", fontsize=10)
     return fig
 
 
@@ -989,7 +989,7 @@ def load_case(folder: Union[str, os.PathLike], *, image: Optional[Union[str, os.
     """Read back what pictures need from an output folder of ``entropymap map``.
 
     The maps, the reference region and ``statistics.csv`` come from the folder; the CT
-    and the tumour and liver masks from the paths ``run.json`` records (the CT from
+    and the tumor and liver masks from the paths ``run.json`` records (the CT from
     ``image`` instead, when it has moved). Nothing is recomputed.
 
     Returns

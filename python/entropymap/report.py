@@ -43,8 +43,8 @@ _CAPTIONS = {
     "fusion": "The map fused over the CT, {where}.",
     "triptych": "The same slice as CT, as map alone and fused.",
     "orthogonal": "Axial, coronal and sagittal slices through the same point, at one scale.",
-    "montage": "Slices spread over the largest tumour component.",
-    "histogram": "Local entropy in the tumour and the reference region (dotted lines: means).",
+    "montage": "Slices spread over the largest tumor component.",
+    "histogram": "Local entropy in the tumor and the reference region (dotted lines: means).",
 }
 _BITS = {"tumor": 1, "reference": 2}
 
@@ -57,7 +57,7 @@ def viewer_volumes(scene: Scene) -> tuple[dict[str, np.ndarray], dict[str, Any]]
     volumes : dict
         ``"ct"`` (grey 0..255 after the window), ``"map"`` (0 = no colour, else 1 +
         the palette position scaled to 0..254, so 1.0 of a normalised map is index 128,
-        the palette's centre) and, with outlines, ``"masks"`` (bit 1 tumour, 2 reference).
+        the palette's centre) and, with outlines, ``"masks"`` (bit 1 tumor, 2 reference).
     info : dict
         ``box`` (the display-grid slices kept) and ``stride`` per display axis, and a
         sentence saying what was kept.
@@ -75,7 +75,7 @@ def viewer_volumes(scene: Scene) -> tuple[dict[str, np.ndarray], dict[str, Any]]
 
             margin = [int(math.ceil(_CROP_MARGIN_MM / s)) for s in o.spacing]
             box = list(bounding_box(keep, margin, o.shape))
-            notes.append(f"cropped to {'the liver' if scene.region is not None else 'the tumour and reference'} "
+            notes.append(f"cropped to {'the liver' if scene.region is not None else 'the tumor and reference'} "
                          f"with {_CROP_MARGIN_MM:g} mm around")
     stride = [1, 1, 1]
     lengths = [b.stop - b.start for b in box]
@@ -204,7 +204,7 @@ def _html(scene: Scene, payload: dict, images: dict[str, str], figures: Mapping[
         f"hyper-entropic, below {thresholds[0]:g} hypo-entropic."
         if scene.normalized else f"Local entropy in {e(scene.case.unit)}."
     )
-    names = {"tumor": "tumour", "reference": "reference region"}
+    names = {"tumor": "tumor", "reference": "reference region"}
     legend = ", ".join(f'<span class="{name}">{names[name]}</span>' for _, _, name in scene.outlines)
     legend = f" Outlines: {legend}." if legend else ""
     view_buttons = "".join(

@@ -1,4 +1,4 @@
-"""The bundled sample case: a liver CT crop with liver and tumour labels (LiTS 117).
+"""The bundled sample case: a liver CT crop with liver and tumor labels (LiTS 117).
 
 Its provenance, licence (CC BY-SA 4.0 for the underlying LiTS data) and the
 citations it needs are in ``entropymap/data/lits_117/NOTICE.md``.
@@ -22,9 +22,9 @@ class SampleCase:
     image : Path
         Portal-venous CT in HU (float, multiples of 1/8 HU), 128^3.
     labels : Path
-        Label image on the same grid: 1 = liver parenchyma, 2 = tumour.
+        Label image on the same grid: 1 = liver parenchyma, 2 = tumor.
     tumor_label : int
-        Label of the tumour (2).
+        Label of the tumor (2).
     liver_labels : tuple of int
         Labels that make up the whole liver (1 and 2).
     notice : Path
