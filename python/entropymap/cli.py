@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_map_parser(sub)
     _add_render_parser(sub)
+    from .cli_cohort import add_parsers  # imports this module's helpers: import it here
+
+    add_parsers(sub)
     # -q and --debug work after the subcommand too; SUPPRESS keeps the subparser from
     # resetting a value given before it.
     for name, p in sub.choices.items():
