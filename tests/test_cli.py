@@ -25,7 +25,7 @@ def test_help_explains_units_and_defaults(capsys):
         main(["map", "--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for words in ("(default: 5,", "mm", "(default: 1.0)", "(default: 10.0)", "--reference-sphere X Y Z R",
+    for words in ("(default: 5,", "mm", "(default: 1.0)", "(default: 10)", "--reference-sphere X Y Z R",
                   "--overwrite", "voxel", "(default: 2d)"):
         assert words in text
 
@@ -107,3 +107,44 @@ def test_output_folder_is_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (out.stat().st_mode & 0o777) == (0o777 & ~umask)
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--kernel", "3", "--kernel-mm", "5"], "not both"),
+        (["--bin-count", "8", "--bin-anchor", "3"], "no effect with --bin-count"),
+        (["--tumor-label", "0"], "background"),
+        (["--reference-label", "2"], "without --reference"),
+        (["--crop-margin", "nan"], "finite"),
+        (["--bin-anchor", "inf"], "finite"),
+        (["--reference-sphere", "60", "60", "60", "5", "--reference-margin", "3"], "no effect here"),
+        (["--bin-width", "1e-300"], "integer range"),
+    ],
+)
+def test_options_that_would_be_ignored_or_overflow_are_refused(tmp_path, capsys, extra, words):
+    assert main(["map", "--sample", *extra, "-q", "-o", str(tmp_path / "o")]) == 1
+    assert words in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_respects_a_given_tumor_label(tmp_path):
+    import json
+
+    assert main(["map", "--sample", "--tumor-label", "1", "--kernel", "3", "-q", "-o", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["labels"]["tumor"] == 1
+
+
+def test_sigterm_cleans_up(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "entropymap", "map", "--sample", "--kernel", "15", "-q",
+                             "-o", str(tmp_path / "out")], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]:
+        time.sleep(0.05)  # wait until the run has made its temporary folder
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated" in err
+    assert list(tmp_path.iterdir()) == []

@@ -82,3 +82,12 @@ def test_input_not_modified():
     before = x.copy()
     discretize(x, bin_width=0.5)
     assert np.array_equal(x, before)
+
+
+def test_out_of_range_levels_are_refused_clearly():
+    with pytest.raises(ValueError, match="64-bit integer range"):
+        discretize(np.array([2**64 - 1, 0], np.uint64))
+    with pytest.raises(ValueError, match="integer range"):
+        discretize(np.array([1.0, 2.0]), bin_width=1e-300)
+    with pytest.raises(ValueError, match="finite"):
+        discretize(np.array([1.0, 2.0]), anchor=float("nan"))

@@ -570,3 +570,30 @@ def test_numpy_with_geometry_to_itk_image(rng):
     assert tuple(default.GetSpacing()) == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="only for a numpy image"):
         em.local_entropy_image(out, geometry=OBLIQUE)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_truncated_nifti_is_refused(tmp_path, suffix):
+    from entropymap import io as emio
+
+    geo = emio.Geometry((6, 8, 10), spacing=(2.0, 1.0, 1.0))
+    arr = np.random.default_rng(0).normal(size=(6, 8, 10)).astype(np.float32)
+    good = emio.write_image(tmp_path / f"a{suffix}", arr, geo)
+    data = good.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(OSError, match="truncated"):
+        emio.read_image(cut)
+
+
+def test_short_nifti_write_is_an_error_and_leaves_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, entropymap as em; "
+            "em.write_image('w.nii.gz', np.random.default_rng(0).normal(size=(64, 64, 64)).astype(np.float32), "
+            "em.Geometry((64, 64, 64)))")
+    res = subprocess.run(["bash", "-c", f"ulimit -f 200; exec {sys.executable} -c \"{code}\""],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode != 0 and "cannot write w.nii.gz" in res.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -271,7 +271,7 @@ def test_property_bounds_and_relabelling(levels, k, shape):
         (np.zeros((3, 3, 3), np.int16), {"mask": np.zeros((3, 3, 3), bool)}, ValueError, "empty"),
         (np.zeros((3, 3, 3), np.int16), {"mask": np.ones((3, 3, 3), np.float32)}, TypeError, "boolean"),
         (np.zeros((3, 3, 3), np.int16), {"masked_kernel": True}, ValueError, "needs a mask"),
-        (np.array([0, 70000], np.int32).reshape(1, 1, 2), {}, ValueError, "Discretise"),
+        (np.array([0, 70000], np.int32).reshape(1, 1, 2), {}, ValueError, "coarser bins"),
         (np.zeros((3, 3, 3), np.int16), {"footprint": np.ones((2, 3, 3), bool)}, ValueError, "odd"),
         (np.zeros((3, 3, 3), np.int16), {"footprint": np.zeros((3, 3, 3), bool)}, ValueError, "empty"),
     ],

@@ -185,15 +185,46 @@ def test_dicom_series_with_resampled_liver_and_sphere(dicom_case, tmp_path):
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
     case = sample_case()
     out = tmp_path / "o"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
     inputs = CaseInputs(image=case.image)
+    run_case(inputs, out, MapParams(kernel=3))
+    first = (out / "run.json").read_text()
     with pytest.raises(FileExistsError, match="overwrite"):
         run_case(inputs, out, MapParams(kernel=3))
-    assert (out / "keep.txt").read_text() == "mine"
-    run_case(inputs, out, MapParams(kernel=3), overwrite=True)
-    assert (out / "entropy.nii.gz").exists() and not (out / "keep.txt").exists()
+    assert (out / "run.json").read_text() == first
+    run_case(inputs, out, MapParams(kernel=5), overwrite=True)
+    assert json.loads((out / "run.json").read_text())["parameters"]["kernel"] == 5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_overwrite_never_replaces_inputs_or_foreign_folders(tmp_path):
+    import shutil
+
+    case = sample_case()
+    folder = tmp_path / "case"
+    folder.mkdir()
+    ct = folder / "ct.nii.gz"
+    shutil.copy(case.image, ct)
+    with pytest.raises(ValueError, match="holds the input"):
+        run_case(CaseInputs(image=ct), folder, overwrite=True)
+    assert ct.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not an entropymap output"):
+        run_case(CaseInputs(image=case.image), mine, MapParams(kernel=3), overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep"
+
+
+def test_failed_run_removes_the_parents_it_created(tmp_path, monkeypatch):
+    from entropymap import render
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full while rendering")
+
+    monkeypatch.setattr(render, "write_pictures", broken)
+    with pytest.raises(RuntimeError):
+        run_case(CaseInputs(image=sample_case().image), tmp_path / "a" / "b" / "out", MapParams(kernel=3))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_failure_leaves_no_output(tmp_path):

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -70,10 +72,10 @@ def _add_map_parser(sub) -> None:
     r.add_argument("--liver", type=Path, metavar="FILE",
                    help="liver mask: reference = liver minus the tumor dilated by --reference-margin")
     r.add_argument("--liver-label", type=int, metavar="N", help="liver label value (default: all non-zero)")
-    r.add_argument("--reference-margin", type=float, default=10.0, metavar="MM",
-                   help="tumor dilation for the liver-derived reference, mm")
+    r.add_argument("--reference-margin", type=float, metavar="MM",
+                   help="tumor dilation for the liver-derived reference, mm (default: 10)")
     k = p.add_argument_group("local entropy")
-    k.add_argument("--kernel", type=int, nargs="+", default=[5], metavar="K",
+    k.add_argument("--kernel", type=int, nargs="+", metavar="K",
                    help="window size in voxels: one odd K, or KZ KY KX (default: 5, the paper's 5 x 5 x 5)")
     k.add_argument("--kernel-mm", type=float, nargs="+", metavar="MM",
                    help="window size in mm (one value or Z Y X), rounded per axis to the nearest odd voxel count")
@@ -81,8 +83,8 @@ def _add_map_parser(sub) -> None:
     k.add_argument("--bin-width", type=float, metavar="W",
                    help="fixed bin width in intensity units (default 1 = integer HU, unless --bin-count)")
     k.add_argument("--bin-count", type=int, metavar="N", help="fixed number of bins over the intensity range")
-    k.add_argument("--bin-anchor", type=float, default=0.0, metavar="A",
-                   help="an edge of the fixed-width bins lies here (IBSI: the range minimum)")
+    k.add_argument("--bin-anchor", type=float, metavar="A",
+                   help="an edge of the fixed-width bins lies here (IBSI: the range minimum) (default: 0)")
     k.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), dest="value_range",
                    help="intensities outside [LO, HI] are left out of every histogram")
     k.add_argument("--crop-margin", type=float, metavar="MM",
@@ -201,17 +203,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_map_options(args: argparse.Namespace) -> None:
+    """Refuse options that would be silently ignored, or that conflict."""
+    if args.kernel and len(args.kernel) not in (1, 3):
+        raise ValueError(f"--kernel takes one size or three (KZ KY KX), got {len(args.kernel)}")
+    if args.kernel_mm and len(args.kernel_mm) not in (1, 3):
+        raise ValueError(f"--kernel-mm takes one size or three (Z Y X), got {len(args.kernel_mm)}")
+    if args.kernel and args.kernel_mm:
+        raise ValueError("give the window in voxels (--kernel) or in mm (--kernel-mm), not both")
+    if args.bin_count is not None and args.bin_anchor is not None:
+        raise ValueError("--bin-anchor places fixed-width bins; it has no effect with --bin-count")
+    for label, mask in (("--tumor-label", "--tumor"), ("--reference-label", "--reference"),
+                        ("--liver-label", "--liver")):
+        value = getattr(args, label[2:].replace("-", "_"))
+        if value is not None and value == 0:
+            raise ValueError(f"{label} 0 is the background; give the label of the region")
+        if value is not None and getattr(args, mask[2:]) is None and not (args.sample and mask != "--reference"):
+            raise ValueError(f"{label} has no effect without {mask} FILE")
+    if args.reference_margin is not None and (args.reference or args.reference_sphere):
+        raise ValueError("--reference-margin applies to a reference derived from --liver; it has no effect here")
+
+
 def _run_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .pipeline import CaseInputs, MapParams, run_case
     from .sample import sample_case
 
+    _check_map_options(args)
     if args.sample:
         if args.image is not None:
             raise ValueError("give either IMAGE or --sample, not both")
         case = sample_case()
         image = case.image
         tumor = args.tumor or case.labels
-        tumor_label = args.tumor_label if args.tumor else case.tumor_label
+        tumor_label = args.tumor_label if (args.tumor or args.tumor_label is not None) else case.tumor_label
         has_ref = args.reference or args.reference_sphere or args.liver
         liver = args.liver if has_ref else case.labels
     else:
@@ -227,19 +251,17 @@ def _run_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
         allow_uneven_spacing=args.allow_uneven_spacing,
     )
     params = MapParams(
-        kernel=_odd_sizes(args.kernel),
+        kernel=_odd_sizes(args.kernel) if args.kernel else 5,
         kernel_mm=_odd_sizes(args.kernel_mm) if args.kernel_mm else None,
-        shape=args.shape, bin_width=args.bin_width, bin_count=args.bin_count, anchor=args.bin_anchor,
+        shape=args.shape, bin_width=args.bin_width, bin_count=args.bin_count,
+        anchor=0.0 if args.bin_anchor is None else args.bin_anchor,
         value_range=tuple(args.value_range) if args.value_range else None,
         crop_margin_mm=args.crop_margin, smooth_sigma=args.smooth_sigma, smooth_mode=args.smooth_mode,
-        smooth_unit=args.smooth_unit, reference_margin_mm=args.reference_margin,
+        smooth_unit=args.smooth_unit,
+        reference_margin_mm=10.0 if args.reference_margin is None else args.reference_margin,
         hypo_below=args.hypo_below, hyper_above=args.hyper_above,
         base="e" if args.base == "e" else int(args.base), n_threads=args.threads, format=args.format,
     )
-    if len(args.kernel) not in (1, 3):
-        raise ValueError(f"--kernel takes one size or three (KZ KY KX), got {len(args.kernel)}")
-    if args.kernel_mm and len(args.kernel_mm) not in (1, 3):
-        raise ValueError(f"--kernel-mm takes one size or three (Z Y X), got {len(args.kernel_mm)}")
     params.validate()
     pictures = _render_options(args)
 
@@ -319,6 +341,10 @@ def _run_render(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise SystemExit(143)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code (0 success, 1 error, 2 usage, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -326,11 +352,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="entropymap: %(levelname)s: %(message)s")
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:  # SIGTERM cleans up like Ctrl-C does (only the main thread may set handlers)
+        previous_term = signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.func(args, argv)
     except KeyboardInterrupt:
         print("entropymap: interrupted; no output was written", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code == 143:
+            print("entropymap: terminated; no output was written", file=sys.stderr)
+        raise
     except BrokenPipeError:
         # Whoever read our output went away (e.g. `| head`): not a failure of the run.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -342,3 +375,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kind = "" if isinstance(exc, (ValueError, TypeError, OSError)) else f"{type(exc).__name__}: "
         print(f"entropymap: error: {kind}{msg}", file=sys.stderr)
         return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous_term)

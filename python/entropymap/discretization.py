@@ -76,7 +76,9 @@ def _smallest_int(levels: np.ndarray) -> np.ndarray:
         info = np.iinfo(dt)
         if info.min <= lo and hi <= info.max:
             return levels.astype(dt, copy=False)
-    raise AssertionError("unreachable")  # int64 always fits
+    raise ValueError(
+        f"levels {lo} .. {hi} exceed the 64-bit integer range; use a larger bin width or rescale the image"
+    )
 
 
 def discretize(
@@ -104,7 +106,8 @@ def discretize(
     value_range : (lo, hi), optional
         Intensities outside are excluded from every histogram (see module docstring).
     region : bool ndarray, optional
-        For ``bin_count`` without ``value_range``: where to take ``X_min`` and ``X_max``.
+        For ``bin_count`` without ``value_range``: where to take ``X_min`` and ``X_max``
+        (default: the whole image). Voxels outside that range go into the end bins.
 
     Returns
     -------
@@ -156,19 +159,29 @@ def discretize(
             xmin, xmax = float(sel.min()), float(sel.max())
         width = (xmax - xmin) / bin_count if xmax > xmin else 1.0
         lv = np.floor((x.astype(np.float64) - xmin) / width)
-        lv = np.clip(lv, 0, bin_count - 1)  # x == X_max -> last bin; outside the range: excluded anyway
+        # x == X_max goes to the last bin. Voxels outside [X_min, X_max] are excluded when
+        # value_range gave the bounds; when `region` did, they are clipped into the end bins.
+        lv = np.clip(lv, 0, bin_count - 1)
         levels, method, first_edge, w = lv.astype(np.int64), "bin_count", xmin, width
     else:
         w = 1.0 if bin_width is None else float(bin_width)
         if not (math.isfinite(w) and w > 0):
             raise ValueError(f"bin_width must be a positive number, got {bin_width!r}")
         a = float(anchor)
+        if not math.isfinite(a):
+            raise ValueError(f"anchor must be a finite number, got {anchor!r}")
         if x.dtype.kind in "iub" and w == 1.0 and a == 0.0:
             levels = x.astype(np.int64, copy=False) if x.dtype.kind == "b" else x  # identity: integers are levels
         elif x.dtype.kind in "iub" and float(w).is_integer() and float(a).is_integer():
             levels = np.floor_divide(x.astype(np.int64) - int(a), int(w))  # exact integer arithmetic
         else:
-            levels = np.floor((x.astype(np.float64) - a) / w).astype(np.int64)
+            lv = np.floor((x.astype(np.float64) - a) / w)
+            if not np.all(np.abs(lv) < 2.0**62):
+                raise ValueError(
+                    f"bin width {w:g} with anchor {a:g} puts levels beyond the integer range; "
+                    "use a larger bin width or an anchor within the intensity range"
+                )
+            levels = lv.astype(np.int64)
         method = "bin_width"
         kmin = int(levels[included].min()) if included is not None else int(levels.min())
         first_edge = a + kmin * w

@@ -486,12 +486,58 @@ def _is_dicom(path: Path) -> bool:
         return f.read(132)[128:] == b"DICM"
 
 
+def _check_nifti_complete(path: Path, what: str) -> None:
+    """Raise OSError unless a NIfTI-1/2 file holds its whole voxel block.
+
+    ITK's NIfTI reader fills a truncated file's missing voxels with 0 and its writer
+    reports a short write only on stderr, so both would pass silently.
+    """
+    import gzip
+    import struct
+    import zlib
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(544)
+            if len(head) >= 348 and struct.unpack("<i", head[:4])[0] in (348, 540):
+                endian = "<"
+            elif len(head) >= 348 and struct.unpack(">i", head[:4])[0] in (348, 540):
+                endian = ">"
+            else:
+                raise OSError(f"{what}: not a complete NIfTI header")
+            if struct.unpack(endian + "i", head[:4])[0] == 348:
+                dims = struct.unpack(endian + "8h", head[40:56])
+                bitpix = struct.unpack(endian + "h", head[72:74])[0]
+                offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            else:  # NIfTI-2
+                dims = struct.unpack(endian + "8q", head[16:80])
+                bitpix = struct.unpack(endian + "h", head[14:16])[0]
+                offset = int(struct.unpack(endian + "q", head[168:176])[0])
+            n = 1
+            for d in dims[1 : 1 + max(1, min(int(dims[0]), 7))]:
+                n *= max(int(d), 1)
+            need = offset + n * bitpix // 8
+            have = len(head)
+            while True:  # reading to the end also checks a gzip file's CRC and length
+                chunk = fh.read(1 << 22)
+                if not chunk:
+                    break
+                have += len(chunk)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise OSError(f"{what}: the file is truncated or damaged ({exc})") from None
+    if have < need:
+        raise OSError(f"{what}: the file is truncated ({have} of {need} bytes)")
+
+
 def _read_file(itk: Any, path: Path) -> Volume:
     io = itk.ImageIOFactory.CreateImageIO(str(path), itk.CommonEnums.IOFileMode_ReadMode)
     if io is None:
         raise OSError(f"cannot read image {path}: no ITK reader recognises its content (damaged file?)")
     io.SetFileName(str(path))
     _run(io.ReadImageInformation, f"cannot read image {path}")
+    if path.name.endswith((".nii", ".nii.gz")):
+        _check_nifti_complete(path, f"cannot read image {path}")
     size = [io.GetDimensions(i) for i in range(io.GetNumberOfDimensions())]
     while len(size) > 3 and size[-1] == 1:
         size.pop()  # a 3-D volume stored with trailing axes of size 1
@@ -864,6 +910,9 @@ def write_image(
     try:
         with _itk_api() as itk:
             _run(lambda: itk.imwrite(image, str(tmp), compression=suffix != ".nii"), f"cannot write {p}")
+        if suffix in (".nii", ".nii.gz"):
+            # ITK's NIfTI writer reports a short write (full disk, quota) only on stderr.
+            _check_nifti_complete(tmp, f"cannot write {p}")
         if p.exists() and not overwrite:  # created while we wrote
             raise FileExistsError(f"{p} already exists; pass overwrite=True (CLI --overwrite) to replace it")
         os.replace(tmp, p)

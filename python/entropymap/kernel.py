@@ -345,6 +345,7 @@ def prepare(
     if nlevels > MAX_LEVELS:
         raise ValueError(
             f"levels span {nlevels} distinct values ({vmin} .. {vmax}); the kernel takes at most "
-            f"{MAX_LEVELS}. Discretise first (e.g. entropymap.discretize with a bin width or bin count)."
+            f"{MAX_LEVELS}. Use coarser bins: a larger bin width or at most {MAX_LEVELS} bins "
+            "(--bin-width / --bin-count; entropymap.discretize in Python)."
         )
     return KernelCall(arr, fp, vmin, nlevels, _BASES[base], out_mask, counted)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import logging
 import os
 import platform
@@ -101,6 +102,11 @@ class MapParams:
         """Check every value; raise ValueError naming the parameter. Returns self."""
         if self.kernel_mm is None:
             _kernel.normalize_kernel(self.kernel)
+        for name in ("anchor", "smooth_sigma", "reference_margin_mm", "hypo_below", "hyper_above",
+                     "bin_width", "crop_margin_mm"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name.replace('_mm', '')} must be a finite number, got {value}")
         if self.shape not in ("cube", "ball"):
             raise ValueError(f"shape must be 'cube' or 'ball', got {self.shape!r}")
         if self.bin_width is not None and self.bin_count is not None:
@@ -201,9 +207,9 @@ def compute_maps(
 
     k = params.kernel_voxels(spacing)
     with timed("discretise"):
+        # A fixed bin count spans the whole image's range unless value_range is given.
         disc = discretize(image, bin_width=params.bin_width, bin_count=params.bin_count,
-                          anchor=params.anchor, value_range=params.value_range,
-                          region=tumor if params.bin_count is not None and params.value_range is None else None)
+                          anchor=params.anchor, value_range=params.value_range)
 
     computed = None
     with timed("local entropy"):
@@ -305,20 +311,59 @@ def _versions() -> dict:
     return out
 
 
-def _prepare_output(out_dir: Path, overwrite: bool) -> Path:
+def _prepare_output(out_dir: Path, overwrite: bool, inputs: Sequence[Optional[Path]] = ()) -> tuple[Path, list]:
+    """Check the output folder may be written and make the hidden temporary one beside it.
+
+    Returns the temporary folder and the parent folders this call created (removed
+    again if the run fails). Refuses, even with ``overwrite``: a folder that holds an
+    input or the working directory, and an existing folder that is neither empty nor
+    an entropymap output (it has no ``run.json``).
+    """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"output folder {out_dir} already exists; choose another or pass --overwrite")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"output path {out_dir} exists and is not a folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    resolved = out_dir.resolve()
+    for p in inputs:
+        if p is not None and (Path(p).resolve() == resolved or resolved in Path(p).resolve().parents):
+            raise ValueError(f"the output folder {out_dir} holds the input {p}; choose another output folder")
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise ValueError(f"the output folder {out_dir} is the working folder or holds it; choose a new folder")
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise FileExistsError(f"output path {out_dir} exists and is not a folder")
+        if not overwrite:
+            raise FileExistsError(f"output folder {out_dir} already exists; choose another or pass --overwrite")
+        if any(out_dir.iterdir()) and not (out_dir / OUTPUT_NAMES["record"]).is_file():
+            raise FileExistsError(
+                f"{out_dir} is not an entropymap output folder (it has no run.json); --overwrite replaces "
+                "only earlier outputs: choose another folder"
+            )
+    created = []
+    parent = out_dir.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot create the output folder {out_dir}: {parent} is a file")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    except OSError as exc:
+        _remove_created(created)
+        raise OSError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
     # mkdtemp makes the folder private (0700); the finished folder gets the usual
     # permissions of a new folder (0777 less the umask), like `mkdir` would give it.
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)
-    return tmp
+    return tmp, created
+
+
+def _remove_created(created: list) -> None:
+    """Remove the (empty) parent folders a failed run created, deepest first."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
@@ -371,12 +416,17 @@ def run_case(
     t0 = time.perf_counter()
     vol = io.read_image(inputs.image, series=inputs.series, allow_uneven_spacing=inputs.allow_uneven_spacing)
     geo = vol.geometry
-    tumor = (io.read_mask(inputs.tumor, geo, label=inputs.tumor_label, resample=inputs.resample_masks)
-             if inputs.tumor is not None else None)
+    def read_mask(role: str, path: Path, label: Optional[int]) -> np.ndarray:
+        try:
+            return io.read_mask(path, geo, label=label, resample=inputs.resample_masks)
+        except (OSError, ValueError, TypeError) as exc:
+            raise type(exc)(f"{role} mask: {exc}") from None
+
+    tumor = read_mask("tumor", inputs.tumor, inputs.tumor_label) if inputs.tumor is not None else None
     reference = liver = None
     ref_kind = None
     if inputs.reference is not None:
-        reference = io.read_mask(inputs.reference, geo, label=inputs.reference_label, resample=inputs.resample_masks)
+        reference = read_mask("reference", inputs.reference, inputs.reference_label)
         ref_kind = "mask"
     elif inputs.sphere is not None:
         x, y, z, r = inputs.sphere
@@ -393,7 +443,7 @@ def run_case(
             )
         ref_kind = "sphere"
     elif inputs.liver is not None:
-        liver = io.read_mask(inputs.liver, geo, label=inputs.liver_label, resample=inputs.resample_masks)
+        liver = read_mask("liver", inputs.liver, inputs.liver_label)
         reference = derived_reference(liver, tumor, geo.spacing, params.reference_margin_mm)
         if not reference.any():
             hint = "lower --reference-margin or give a reference mask"
@@ -407,7 +457,8 @@ def run_case(
         ref_kind = "liver minus dilated tumor" if tumor is not None else "liver (no tumor given)"
     timings["read"] = round(time.perf_counter() - t0, 4)
 
-    tmp = _prepare_output(out_dir, overwrite)
+    tmp, created = _prepare_output(out_dir, overwrite,
+                                   (inputs.image, inputs.tumor, inputs.reference, inputs.liver))
     try:
         res = compute_maps(vol.array, geo.spacing, params, tumor=tumor, reference=reference, progress=say)
         timings.update(res.timings)
@@ -482,6 +533,7 @@ def run_case(
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_created(created)
         raise
     log.info("wrote %s", out_dir)
     return record

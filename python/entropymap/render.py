@@ -755,7 +755,7 @@ def _draw(ax: "Axes", scene: Scene, view: str, k: int, *, ct: bool = True, overl
     h, w = scene.orientation.panel_spacing(view)
     for mask, colour, _ in scene.outlines:
         m = Orientation.panel(mask, view, k)
-        if m.any():
+        if m.any() and min(m.shape) >= 2:  # a contour needs at least 2 x 2 pixels
             ax.contour((np.arange(m.shape[1]) + 0.5) * w, (np.arange(m.shape[0]) + 0.5) * h, m.astype(np.float32),
                        levels=[0.5], colors=[colour], linewidths=1.0)
     ax.set_xlim(extent[0], extent[1])
