@@ -11,6 +11,7 @@ from .io import Geometry, Volume, list_dicom_series, read_image, read_mask, writ
 from .itk_filter import local_entropy_image
 from .kernel import available_cores, local_entropy, make_footprint, openmp_enabled
 from .sample import sample_case
+from .tiling import dask_local_entropy, tiled_local_entropy
 
 try:
     __version__ = version("entropymap")
@@ -31,6 +32,8 @@ __all__ = [
     "openmp_enabled",
     "read_image",
     "read_mask",
+    "dask_local_entropy",
     "sample_case",
+    "tiled_local_entropy",
     "write_image",
 ]
