@@ -109,3 +109,23 @@ def test_save_writes_the_grid_and_masks(tmp_path):
     assert np.array_equal(io.read_mask(files.liver, vol.geometry), ph.liver)
     with pytest.raises(FileExistsError):
         ph.save(tmp_path / "ph", stem="case")
+
+
+def test_pattern_families_texture_the_right_part():
+    from scipy import ndimage
+
+    from entropymap.phantom import PATTERN_FAMILIES, pattern_phantom
+
+    kw = dict(radius_mm=10, shape=(32, 32, 32), spacing=(1.0, 1.0, 1.0), seed=1, rim_mm=3.0)
+    ph = {f: pattern_phantom(f, **kw) for f in PATTERN_FAMILIES}
+    tumor = ph["homogeneous"].tumor
+    depth = ndimage.distance_transform_edt(tumor)
+    assert all(np.array_equal(p.tumor, tumor) for p in ph.values())
+    assert np.array_equal(ph["homogeneous"].textured, tumor)
+    assert np.array_equal(ph["peripheral rim"].textured, tumor & (depth <= 3.0))
+    assert 0.2 < ph["inhomogeneous"].textured.sum() / tumor.sum() < 0.3  # blob_fraction 0.25
+    gap = pattern_phantom("peripheral rim", rim_gap_deg=90, **kw)
+    assert 0.7 < gap.textured.sum() / ph["peripheral rim"].textured.sum() < 0.8
+    assert (ph["mixed"].textured >= ph["peripheral rim"].textured).all()
+    with pytest.raises(ValueError, match="pattern"):
+        pattern_phantom("ring", **kw)

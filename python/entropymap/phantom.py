@@ -33,7 +33,8 @@ import numpy as np
 
 from .io import Geometry
 
-__all__ = ["Lesion", "Phantom", "PhantomFiles", "make_phantom", "phantom_from_lesions"]
+__all__ = ["PATTERN_FAMILIES", "Lesion", "Phantom", "PhantomFiles", "make_phantom", "pattern_phantom",
+           "phantom_from_lesions"]
 
 Triple = tuple[float, float, float]
 
@@ -171,6 +172,12 @@ def _unit_field(rng: np.random.Generator, shape: Sequence[int], sigma_voxels: Se
     return field / sd if sd > 0 else field
 
 
+def _to_int16(hu: np.ndarray) -> np.ndarray:
+    """HU rounded to integers and clipped to int16, as a scanner stores them."""
+    info = np.iinfo(np.int16)
+    return np.clip(np.rint(hu), info.min, info.max).astype(np.int16)
+
+
 def phantom_from_lesions(
     lesions: Sequence[Lesion],
     *,
@@ -253,8 +260,7 @@ def phantom_from_lesions(
 
     if noise_hu > 0:
         hu += noise_hu * _unit_field(streams[0], shape_t, (0.0, noise_grain_voxels, noise_grain_voxels))
-    info = np.iinfo(np.int16)
-    image = np.clip(np.rint(hu), info.min, info.max).astype(np.int16)
+    image = _to_int16(hu)
     return Phantom(image=image, tumor=tumor, liver=liver | tumor, geometry=geometry, lesions=lesions,
                    textured=textured)
 
@@ -293,3 +299,78 @@ def make_phantom(
                     texture_scale_mm=texture_scale_mm, texture_margin_mm=texture_margin_mm)
     return phantom_from_lesions([lesion], shape=shape, spacing=spacing, noise_hu=noise_hu, liver_hu=liver_hu,
                                 seed=seed)
+
+
+#: Lesion families of :func:`pattern_phantom`, named as the paper's entropic patterns.
+PATTERN_FAMILIES = ("homogeneous", "peripheral rim", "inhomogeneous", "mixed")
+
+
+def pattern_phantom(
+    pattern: str,
+    *,
+    radius_mm: Union[float, Triple] = 10.0,
+    shape: Sequence[int] = (40, 48, 48),
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    heterogeneity: float = 25.0,
+    texture_scale_mm: float = 1.0,
+    rim_mm: float = 3.0,
+    rim_gap_deg: float = 0.0,
+    blob_fraction: float = 0.25,
+    blob_scale_mm: float = 2.5,
+    contrast_hu: float = -10.0,
+    noise_hu: float = 6.0,
+    seed: int = 0,
+) -> Phantom:
+    """A phantom whose one lesion (in the centre) has one of the paper's entropic patterns.
+
+    The lesion is drawn plain (``contrast_hu``, noise only), then a texture of
+    ``heterogeneity`` HU (a unit Gaussian random field of sigma ``texture_scale_mm``) is
+    added in the part of it the pattern makes hyper-entropic:
+
+    * ``"homogeneous"``: the whole lesion;
+    * ``"peripheral rim"``: the outer shell of depth ``rim_mm`` (distance to the lesion's
+      outside, mm), less a wedge of ``rim_gap_deg`` degrees of azimuth (axial plane,
+      centred on +x) for an incomplete rim;
+    * ``"inhomogeneous"``: scattered blobs, where a second random field of sigma
+      ``blob_scale_mm`` is in its top ``blob_fraction`` over the lesion;
+    * ``"mixed"``: the rim (with its gap) plus blobs in the core inside it.
+
+    ``Phantom.textured`` is that part. Other arguments as :func:`phantom_from_lesions`.
+    """
+    from scipy import ndimage
+
+    if pattern not in PATTERN_FAMILIES:
+        raise ValueError(f"pattern must be one of {', '.join(PATTERN_FAMILIES)}, got {pattern!r}")
+    for name, v in (("rim_mm", rim_mm), ("blob_scale_mm", blob_scale_mm)):
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive number of mm, got {v!r}")
+    if not 0 <= rim_gap_deg < 360:
+        raise ValueError(f"rim_gap_deg must be in [0, 360), got {rim_gap_deg!r}")
+    if not 0 < blob_fraction < 1:
+        raise ValueError(f"blob_fraction must be between 0 and 1, got {blob_fraction!r}")
+    base = phantom_from_lesions([Lesion(radius_mm=radius_mm, contrast_hu=contrast_hu)], shape=shape,
+                                spacing=spacing, noise_hu=noise_hu, seed=seed)
+    sp = base.geometry.spacing
+    lesion = base.tumor
+    depth = ndimage.distance_transform_edt(lesion, sampling=sp)
+    idx = np.indices(lesion.shape, dtype=float)
+    middle = [(n - 1) / 2.0 for n in lesion.shape]
+    azimuth = np.degrees(np.arctan2((idx[1] - middle[1]) * sp[1], (idx[2] - middle[2]) * sp[2]))
+    rim = lesion & (depth <= rim_mm) & ~(np.abs(azimuth) < rim_gap_deg / 2.0)
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 8]).spawn(2)]
+    blobs_field = _unit_field(streams[1], lesion.shape, [blob_scale_mm / s for s in sp])
+    if pattern == "homogeneous":
+        region = lesion
+    elif pattern == "peripheral rim":
+        region = rim
+    else:
+        pool = lesion if pattern == "inhomogeneous" else lesion & (depth > rim_mm)
+        cut = np.quantile(blobs_field[pool], 1.0 - blob_fraction) if pool.any() else np.inf
+        region = pool & (blobs_field > cut)
+        if pattern == "mixed":
+            region = region | rim
+    texture = _unit_field(streams[0], lesion.shape, [texture_scale_mm / s for s in sp])
+    hu = base.image.astype(np.float64) + np.where(region, heterogeneity * texture, 0.0)
+    image = _to_int16(hu)
+    return Phantom(image=image, tumor=lesion, liver=base.liver, geometry=base.geometry, lesions=base.lesions,
+                   textured=region)

@@ -42,6 +42,7 @@ OUTPUT_NAMES = {
     "classes": "entropy_classes",
     "reference": "reference_region",
     "table": "statistics.csv",
+    "patterns": "patterns.csv",
     "figure": "fusion.png",
     "record": "run.json",
 }
@@ -256,6 +257,29 @@ def compute_maps(
             normalized = normalize(smoothed, ref_mean)
             classes = classify(normalized, hypo_below=params.hypo_below, hyper_above=params.hyper_above)
     return MapResult(raw, smoothed, normalized, classes, ref_mean, disc, k, computed, timings)
+
+
+def _patterns(res: MapResult, tumor: np.ndarray, liver: Optional[np.ndarray], spacing: Sequence[float],
+              params: MapParams) -> dict:
+    """Pattern and margin analysis of every tumor component (:mod:`entropymap.patterns`):
+    the table (key ``"table"``, written as patterns.csv) and a summary for run.json."""
+    from .patterns import PatternParams, analyze_lesions
+
+    pp = PatternParams(hyper_above=params.hyper_above).validate()
+    window = [(k // 2) * float(s) for k, s in zip(res.kernel, spacing)]
+    table, profiles = analyze_lesions(res.normalized, tumor, spacing, pp, within=liver, window_mm=window)
+    done = table[table["pattern"] != "skipped"]
+    keep = ["lesion", "pattern", "volume_ml", "hyper_fraction", "rim_coverage", "core_hyper_fraction",
+            "extension_mm", "extension_ml", "extension_flag", "reason"]
+    return {
+        "table": table,
+        "parameters": dataclasses.asdict(pp),
+        "window_half_width_mm_zyx": window,
+        "components": int(len(table) - 1),
+        "skipped_below_min_diameter": int((table["pattern"] == "skipped").sum()),
+        "lesions": json.loads(done[keep].to_json(orient="records")),
+        "band_profile_all": json.loads(profiles["all"].profile_table().to_json(orient="records")),
+    }
 
 
 @dataclass(frozen=True)
@@ -484,6 +508,15 @@ def run_case(
         outputs["table"] = OUTPUT_NAMES["table"]
         timings["statistics"] = round(time.perf_counter() - t0, 4)
 
+        pattern_summary = None
+        if tumor is not None and tumor.any() and res.normalized is not None:
+            say("patterns")
+            t0 = time.perf_counter()
+            pattern_summary = _patterns(res, tumor, liver, geo.spacing, params)
+            pattern_summary.pop("table").to_csv(tmp / OUTPUT_NAMES["patterns"], index=False)
+            outputs["patterns"] = OUTPUT_NAMES["patterns"]
+            timings["patterns"] = round(time.perf_counter() - t0, 4)
+
         say("render")
         t0 = time.perf_counter()
         case = render.CaseImages(
@@ -520,6 +553,7 @@ def run_case(
             "geometry": {**geo.to_dict(),
                          "axes": "shape and spacing in array order (z, y, x); origin and direction in "
                                  "physical LPS (x, y, z), as ITK reports them"},
+            "patterns": pattern_summary,
             "threads": _kernel.resolve_threads(params.n_threads),
             "versions": _versions(),
             "timings_s": timings,
