@@ -212,3 +212,33 @@ def test_run_case_writes_patterns_csv_and_run_json(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["patterns"]["components"] == 1 and record["outputs"]["patterns"] == "patterns.csv"
     assert len(record["patterns"]["band_profile_all"]) == 25
+
+
+def test_main_job_writes_patterns_and_honours_options(tmp_path):
+    import json
+
+    from entropymap import io as emio
+    from entropymap.cli import main
+    from entropymap.sample import sample_case
+
+    case = sample_case()
+    labels = emio.read_image(case.labels)
+    vessels = tmp_path / "vessels.nii.gz"
+    vessel_mask = np.zeros(labels.array.shape, np.uint8)
+    vessel_mask[60:70, 60:70, 60:70] = 1  # a block inside the liver
+    emio.write_image(vessels, vessel_mask, labels.geometry)
+    out = tmp_path / "o"
+    assert main(["map", "--sample", "--kernel", "3", "--rim-depth", "2.5", "--shell", "8", "--sectors", "slice",
+                 "--vessels", str(vessels), "-q", "-o", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    pat = record["patterns"]
+    assert pat["parameters"]["rim_depth_mm"] == 2.5 and pat["parameters"]["shell_mm"] == 8.0
+    assert pat["parameters"]["sectors"] == "slice"
+    assert pat["vessel_voxels_excluded"] == int(vessel_mask.sum())
+    ref = emio.read_image(out / "reference_region.nii.gz").array > 0
+    assert not ref[vessel_mask > 0].any()  # vessels are out of the reference region
+    table = __import__("pandas").read_csv(out / "patterns.csv", dtype={"lesion": str})
+    assert table["lesion"].iloc[-1] == "all" and len(table) == pat["components"] + 1
+    assert (out / "patterns.png").read_bytes()[:4] == b"\x89PNG"
+    html = (out / "report.html").read_text()
+    assert "Entropic patterns and margin" in html and "patterns.png" not in html

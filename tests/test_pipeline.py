@@ -47,7 +47,7 @@ def test_sample_outputs_exist_on_the_ct_grid(sample_run):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["entropy.nii.gz", "entropy_normalized.nii.gz", "entropy_classes.nii.gz",
                             "reference_region.nii.gz", "statistics.csv", "patterns.csv", "fusion.png", "triptych.png",
-                            "orthogonal.png", "montage.png", "histogram.png", "report.html", "run.json"])
+                            "orthogonal.png", "montage.png", "histogram.png", "patterns.png", "report.html", "run.json"])
     _, ct = _read(case.image)
     for name in ("entropy.nii.gz", "entropy_normalized.nii.gz", "entropy_classes.nii.gz"):
         arr, img = _read(out / name)

@@ -100,6 +100,22 @@ def _add_map_parser(sub) -> None:
                    help="normalised value below which a voxel is hypo-entropic")
     d.add_argument("--hyper-above", type=float, default=1.1, metavar="T",
                    help="normalised value above which a voxel is hyper-entropic")
+    a = p.add_argument_group("entropic patterns and tumor margin (with a tumor and a reference)")
+    a.add_argument("--rim-depth", type=float, default=3.0, metavar="MM",
+                   help="depth of the lesion's rim shell, mm (capped at a third of the inscribed radius)")
+    a.add_argument("--rim-coverage", type=float, default=0.75, metavar="F",
+                   help="share of the lesion's surface sectors that makes a rim (the paper's 75 %%)")
+    a.add_argument("--sectors", choices=("3d", "slice"), default="3d",
+                   help="rim coverage over 3-D sectors of the surface, or per axial slice")
+    a.add_argument("--shell", type=float, default=10.0, metavar="MM",
+                   help="peritumoral shell searched for hyper-entropic tissue connected to the lesion, mm")
+    a.add_argument("--extension-flag", type=float, default=3.0, metavar="MM",
+                   help="flag an extension beyond the drawn margin longer than this, mm")
+    a.add_argument("--vessels", type=Path, metavar="FILE",
+                   help="vessel mask: left out of the reference region and of the margin analysis")
+    a.add_argument("--vessels-label", type=int, metavar="N", help="vessel label value (default: all non-zero)")
+    a.add_argument("--vessel-hu", type=float, metavar="HU",
+                   help="voxels above this HU (inside the liver when given) are vessels too")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output folder (must not exist)")
     o.add_argument("--format", choices=("nii.gz", "nii", "nrrd", "mha"), default="nii.gz", help="map file format")
@@ -214,7 +230,7 @@ def _check_map_options(args: argparse.Namespace) -> None:
     if args.bin_count is not None and args.bin_anchor is not None:
         raise ValueError("--bin-anchor places fixed-width bins; it has no effect with --bin-count")
     for label, mask in (("--tumor-label", "--tumor"), ("--reference-label", "--reference"),
-                        ("--liver-label", "--liver")):
+                        ("--liver-label", "--liver"), ("--vessels-label", "--vessels")):
         value = getattr(args, label[2:].replace("-", "_"))
         if value is not None and value == 0:
             raise ValueError(f"{label} 0 is the background; give the label of the region")
@@ -249,6 +265,7 @@ def _run_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
         sphere=tuple(args.reference_sphere) if args.reference_sphere else None,
         series=args.series, resample_masks=args.resample_masks,
         allow_uneven_spacing=args.allow_uneven_spacing,
+        vessels=args.vessels, vessels_label=args.vessels_label,
     )
     params = MapParams(
         kernel=_odd_sizes(args.kernel) if args.kernel else 5,
@@ -264,13 +281,20 @@ def _run_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     params.validate()
     pictures = _render_options(args)
+    from .patterns import PatternParams
+
+    patterns = PatternParams(
+        hyper_above=args.hyper_above, rim_depth_mm=args.rim_depth, rim_coverage_min=args.rim_coverage,
+        rim_complete_min=max(0.95, args.rim_coverage), sectors=args.sectors, shell_mm=args.shell,
+        extension_flag_mm=args.extension_flag, vessel_hu=args.vessel_hu,
+    ).validate()
 
     show = not args.quiet and sys.stderr.isatty()
     bar = None
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=9, desc="entropymap", unit="step", file=sys.stderr, leave=False)
+        bar = tqdm(total=11, desc="entropymap", unit="step", file=sys.stderr, leave=False)
 
     def progress(step: str) -> None:
         if bar is not None:
@@ -279,7 +303,7 @@ def _run_map(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     try:
         record = run_case(inputs, args.output, params, overwrite=args.overwrite, progress=progress,
-                          command=["entropymap", *argv], pictures=pictures)
+                          command=["entropymap", *argv], pictures=pictures, patterns=patterns)
     finally:
         if bar is not None:
             bar.close()
@@ -303,6 +327,7 @@ def _print_summary(out: Path, record: dict) -> None:
         "classes": f"1 hypo (< {p['hypo_below']:g}), 2 iso, 3 hyper-entropic (> {p['hyper_above']:g})",
         "reference": "the reference region used (1 = in), to check it in a viewer",
         "table": "statistics of the map and of HU in the tumor and reference regions",
+        "patterns": "entropic pattern and margin numbers of each tumor component (and all)",
         "figure": f"{record['figure_view']} slice {record['figure_slice']}: CT with the map fused over it",
     }
     for key, name in files.items():
@@ -312,6 +337,16 @@ def _print_summary(out: Path, record: dict) -> None:
     if ref["mean_smoothed_entropy"] is not None:
         lines.append(f"reference ({ref['kind']}, {ref['voxels']} voxels): mean smoothed entropy "
                      f"{ref['mean_smoothed_entropy']:.3f} {unit}")
+    pat = record.get("patterns")
+    if pat:
+        counts: dict = {}
+        for lesion in pat["lesions"]:
+            if lesion["lesion"] != "all":
+                counts[lesion["pattern"]] = counts.get(lesion["pattern"], 0) + 1
+        flagged = sum(1 for lesion in pat["lesions"] if lesion["lesion"] != "all" and lesion["extension_flag"])
+        shown = ", ".join(f"{n} {name}" for name, n in counts.items()) or "none"
+        lines.append(f"patterns of {sum(counts.values())} lesions ({pat['skipped_below_min_diameter']} smaller "
+                     f"skipped): {shown}; {flagged} with hyper-entropic tissue beyond the margin")
     print("\n".join(lines))
 
 
@@ -321,6 +356,7 @@ _PICTURES = {
     "orthogonal": "axial, coronal and sagittal slices through the same point",
     "montage": "slices spread over the largest tumor component",
     "histogram": "local entropy in the tumor vs the reference region",
+    "patterns_figure": "rim and core of the largest lesion; band profile across the tumor boundary",
     "report": "one self-contained page: parameters, statistics, figures, slice viewer",
 }
 

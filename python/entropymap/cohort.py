@@ -85,10 +85,12 @@ FEATURE_COLUMNS = (
     "reference_voxels", "reference_entropy_mean", "reference_hu_mean", "reference_smoothed_entropy_mean",
     "hypo_fraction", "iso_fraction", "hyper_fraction",
     "tumor_global_entropy", "reference_global_entropy",
+    "lesions_analysed", "largest_hyper_fraction", "largest_rim_coverage", "largest_core_hyper_fraction",
+    "extension_mm", "extension_ml", "extension_flag",
 )
 #: Per-case feature file, beside run.json.
 FEATURES_FILE = "features.json"
-_FEATURES_VERSION = 1
+_FEATURES_VERSION = 2
 # Parameters that do not change any output (maps are identical for any thread count).
 _NOT_HASHED = ("n_threads",)
 
@@ -279,7 +281,9 @@ def case_key(params: MapParams, inputs: CaseInputs) -> str:
     return _key(params.to_dict(), {
         "image": _path_text(inputs.image), "tumor": _path_text(inputs.tumor),
         "reference": _path_text(inputs.reference), "liver": _path_text(inputs.liver),
-        "labels": {"tumor": inputs.tumor_label, "reference": inputs.reference_label, "liver": inputs.liver_label},
+        "vessels": _path_text(inputs.vessels),
+        "labels": {"tumor": inputs.tumor_label, "reference": inputs.reference_label, "liver": inputs.liver_label,
+                   "vessels": inputs.vessels_label},
         "sphere": list(inputs.sphere) if inputs.sphere is not None else None,
         "series": inputs.series, "resample_masks": inputs.resample_masks,
         "allow_uneven_spacing": inputs.allow_uneven_spacing,
@@ -291,7 +295,8 @@ def _record_key(record: Mapping[str, Any]) -> str:
     given = record["inputs"]
     return _key(record["parameters"], {
         **{name: (given[name]["path"] if given.get(name) else None) for name in _PATH_COLUMNS},
-        "labels": record["labels"],
+        "vessels": given["vessels"]["path"] if given.get("vessels") else None,
+        "labels": {"vessels": None, **record["labels"]},
         "sphere": record["reference_region"].get("sphere_xyz_r_mm"),
         "series": record["series"], "resample_masks": record["resample_masks"],
         "allow_uneven_spacing": record["allow_uneven_spacing"],
@@ -363,6 +368,22 @@ def case_features(folder: Union[str, os.PathLike], histogram: HistogramBins = GL
         if case.tumor is not None and "classes" in record["outputs"]:
             classes = io.read_image(folder / record["outputs"]["classes"]).array
             out.update(class_fractions(classes, case.tumor))
+    if "patterns" in record["outputs"]:
+        import pandas as pd
+
+        # Pattern numbers of the largest lesion ("1") and margin numbers of the whole mask ("all").
+        pat = pd.read_csv(folder / record["outputs"]["patterns"], dtype={"lesion": str})
+        rows_by = {r["lesion"]: r for r in pat.to_dict("records")}
+        out["lesions_analysed"] = int((pat["lesion"] != "all").sum() - (pat["pattern"] == "skipped").sum())
+        largest = rows_by.get("1")
+        if largest is not None and largest["pattern"] != "skipped":
+            out["largest_hyper_fraction"] = largest["hyper_fraction"]
+            out["largest_rim_coverage"] = largest["rim_coverage"]
+            out["largest_core_hyper_fraction"] = largest["core_hyper_fraction"]
+        whole = rows_by.get("all")
+        if whole is not None:
+            out["extension_mm"], out["extension_ml"] = whole["extension_mm"], whole["extension_ml"]
+            out["extension_flag"] = float(bool(whole["extension_flag"]))
     return {k: (float(v) if v is not None else float("nan")) for k, v in out.items()}
 
 

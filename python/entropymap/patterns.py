@@ -322,6 +322,23 @@ def _sector_ids(points_mm: np.ndarray, centre_mm: np.ndarray, params: PatternPar
     return p * params.n_azimuth + a
 
 
+def rim_core_masks(lesion: np.ndarray, spacing: Sequence[float], params: PatternParams = PatternParams(), *,
+                   distance: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """The rim shell and the core of a lesion, and the rim depth used (mm).
+
+    The rim is the lesion within ``rim_depth_mm`` of its boundary, the core lies deeper than
+    the rim plus ``core_gap_mm``; both depths are capped at a third of the lesion's
+    inscribed radius, so a small lesion keeps a core.
+    """
+    sp = _spacing(spacing)
+    lesion = np.asarray(lesion, dtype=bool)
+    d = signed_distance(lesion, sp) if distance is None else distance
+    inscribed = float(-d[lesion].min()) + 0.5 * float(sp.min())
+    depth = min(params.rim_depth_mm, inscribed / 3.0)
+    gap = min(params.core_gap_mm, inscribed / 3.0)
+    return lesion & (d >= -depth), lesion & (d < -(depth + gap)), depth
+
+
 def classify_lesion(normalized: np.ndarray, lesion: np.ndarray, spacing: Sequence[float],
                     params: PatternParams = PatternParams(), *,
                     distance: Optional[np.ndarray] = None) -> LesionPattern:
@@ -354,11 +371,9 @@ def classify_lesion(normalized: np.ndarray, lesion: np.ndarray, spacing: Sequenc
     hyper_fraction = float(hyper[inside].sum() / n_in) if n_in else float("nan")
     mean_norm = float(values[inside].mean()) if n_in else float("nan")
 
-    inscribed = float(-d[lesion].min()) + 0.5 * float(sp.min())
-    depth = min(params.rim_depth_mm, inscribed / 3.0)
-    gap = min(params.core_gap_mm, inscribed / 3.0)
-    rim = inside & (d >= -depth)
-    core = inside & (d < -(depth + gap))
+    rim, core, depth = rim_core_masks(lesion, sp, params, distance=d)
+    rim &= inside
+    core &= inside
     rim_idx = np.nonzero(rim)
     pts = np.stack(rim_idx, axis=1) * sp
     centre = np.stack(np.nonzero(lesion), axis=1).mean(axis=0) * sp

@@ -29,6 +29,7 @@ from .normalize import classify, normalize, reference_mean, smooth
 from .regions import bounding_box, derived_reference, kernel_from_mm, sphere_region
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .patterns import PatternParams
     from .render import RenderOptions
 
 __all__ = ["CaseInputs", "MapParams", "MapResult", "compute_maps", "run_case", "OUTPUT_NAMES"]
@@ -260,25 +261,46 @@ def compute_maps(
 
 
 def _patterns(res: MapResult, tumor: np.ndarray, liver: Optional[np.ndarray], spacing: Sequence[float],
-              params: MapParams) -> dict:
+              pp: "PatternParams", vessels: Optional[np.ndarray]) -> dict:
     """Pattern and margin analysis of every tumor component (:mod:`entropymap.patterns`):
-    the table (key ``"table"``, written as patterns.csv) and a summary for run.json."""
-    from .patterns import PatternParams, analyze_lesions
+    the table (key ``"table"``, written as patterns.csv), the pictures' inputs (keys
+    ``"rim"``, ``"core"``, ``"profile"``, ``"note"``) and a summary for run.json."""
+    from scipy import ndimage
 
-    pp = PatternParams(hyper_above=params.hyper_above).validate()
+    from .patterns import analyze_lesions, rim_core_masks
+
     window = [(k // 2) * float(s) for k, s in zip(res.kernel, spacing)]
-    table, profiles = analyze_lesions(res.normalized, tumor, spacing, pp, within=liver, window_mm=window)
+    table, profiles = analyze_lesions(res.normalized, tumor, spacing, pp, within=liver, vessels=vessels,
+                                      window_mm=window)
     done = table[table["pattern"] != "skipped"]
     keep = ["lesion", "pattern", "volume_ml", "hyper_fraction", "rim_coverage", "core_hyper_fraction",
             "extension_mm", "extension_ml", "extension_flag", "reason"]
+    # The rim and core of the largest component, for the picture (in its bounding box: fast).
+    lab, n = ndimage.label(tumor)
+    largest = lab == (int(np.argmax(np.bincount(lab.ravel())[1:])) + 1)
+    box = bounding_box(largest, (2, 2, 2), tumor.shape)
+    rim = np.zeros(tumor.shape, bool)
+    core = np.zeros(tumor.shape, bool)
+    rim[box], core[box], _ = rim_core_masks(largest[box], spacing, pp)
+    first = done[done["lesion"].astype(str) == "1"]
+    note = (f"largest lesion: {first.iloc[0]['pattern']} (hyper {first.iloc[0]['hyper_fraction']:.0%}, rim coverage "
+            f"{first.iloc[0]['rim_coverage']:.0%}, core hyper {first.iloc[0]['core_hyper_fraction']:.0%})"
+            if len(first) else "largest lesion below the minimum diameter: not classified")
     return {
         "table": table,
-        "parameters": dataclasses.asdict(pp),
-        "window_half_width_mm_zyx": window,
-        "components": int(len(table) - 1),
-        "skipped_below_min_diameter": int((table["pattern"] == "skipped").sum()),
-        "lesions": json.loads(done[keep].to_json(orient="records")),
-        "band_profile_all": json.loads(profiles["all"].profile_table().to_json(orient="records")),
+        "rim": rim,
+        "core": core,
+        "profile": profiles["all"].profile_table(),
+        "note": note,
+        "summary": {
+            "parameters": dataclasses.asdict(pp),
+            "window_half_width_mm_zyx": window,
+            "components": int(len(table) - 1),
+            "skipped_below_min_diameter": int((table["pattern"] == "skipped").sum()),
+            "vessel_voxels_excluded": int(vessels.sum()) if vessels is not None else 0,
+            "lesions": json.loads(done[keep].to_json(orient="records")),
+            "band_profile_all": json.loads(profiles["all"].profile_table().to_json(orient="records")),
+        },
     }
 
 
@@ -302,6 +324,8 @@ class CaseInputs:
     series: Optional[str] = None
     resample_masks: bool = False
     allow_uneven_spacing: bool = False
+    vessels: Optional[Path] = None
+    vessels_label: Optional[int] = None
 
     def validate(self) -> "CaseInputs":
         given = [n for n, v in (("reference", self.reference), ("sphere", self.sphere), ("liver", self.liver)) if v is not None]
@@ -410,6 +434,7 @@ def run_case(
     progress: Optional[Progress] = None,
     command: Optional[Sequence[str]] = None,
     pictures: Optional["RenderOptions"] = None,
+    patterns: Optional["PatternParams"] = None,
 ) -> dict:
     """Run the main job on one case and write its output folder.
 
@@ -430,7 +455,10 @@ def run_case(
 
     params.validate()
     inputs.validate()
+    from .patterns import PatternParams, vessel_mask
+
     pictures = (pictures or render.RenderOptions()).validate()
+    patterns = (patterns or PatternParams(hyper_above=params.hyper_above)).validate()
     say = progress or (lambda step: None)
     out_dir = Path(out_dir)
     t_start = time.perf_counter()
@@ -479,10 +507,19 @@ def run_case(
                 f"is empty; {hint}"
             )
         ref_kind = "liver minus dilated tumor" if tumor is not None else "liver (no tumor given)"
+    vessels = None
+    if inputs.vessels is not None or patterns.vessel_hu is not None:
+        given = read_mask("vessel", inputs.vessels, inputs.vessels_label) if inputs.vessels is not None else None
+        vessels = vessel_mask(vol.array, vessel_hu=patterns.vessel_hu, vessels=given, within=liver)
+        if reference is not None:
+            # The paper saw vessels as hyper-entropic: keep them out of the "healthy" mean.
+            reference = reference & ~vessels
+            if not reference.any():
+                raise ValueError("the reference region holds only vessel voxels; check --vessels / --vessel-hu")
     timings["read"] = round(time.perf_counter() - t0, 4)
 
     tmp, created = _prepare_output(out_dir, overwrite,
-                                   (inputs.image, inputs.tumor, inputs.reference, inputs.liver))
+                                   (inputs.image, inputs.tumor, inputs.reference, inputs.liver, inputs.vessels))
     try:
         res = compute_maps(vol.array, geo.spacing, params, tumor=tumor, reference=reference, progress=say)
         timings.update(res.timings)
@@ -508,12 +545,13 @@ def run_case(
         outputs["table"] = OUTPUT_NAMES["table"]
         timings["statistics"] = round(time.perf_counter() - t0, 4)
 
-        pattern_summary = None
+        pattern_summary = pattern_data = None
         if tumor is not None and tumor.any() and res.normalized is not None:
             say("patterns")
             t0 = time.perf_counter()
-            pattern_summary = _patterns(res, tumor, liver, geo.spacing, params)
-            pattern_summary.pop("table").to_csv(tmp / OUTPUT_NAMES["patterns"], index=False)
+            pattern_data = _patterns(res, tumor, liver, geo.spacing, patterns, vessels)
+            pattern_summary = pattern_data["summary"]
+            pattern_data["table"].to_csv(tmp / OUTPUT_NAMES["patterns"], index=False)
             outputs["patterns"] = OUTPUT_NAMES["patterns"]
             timings["patterns"] = round(time.perf_counter() - t0, 4)
 
@@ -523,7 +561,9 @@ def run_case(
             ct=vol.array, geometry=geo, raw=res.raw, normalized=res.normalized, tumor=tumor, reference=reference,
             liver=liver, thresholds=(params.hypo_below, params.hyper_above),
             unit=render.UNITS[params.base], reference_name="liver" if inputs.liver is not None else "reference",
-            reference_mean=res.reference_mean)
+            reference_mean=res.reference_mean,
+            **({"rim": pattern_data["rim"], "core": pattern_data["core"], "profile": pattern_data["profile"],
+                "pattern_note": pattern_data["note"]} if pattern_data is not None else {}))
         scene = render.Scene(case, pictures)
         record = {
             "entropymap_run": 1,
@@ -531,9 +571,11 @@ def run_case(
             "inputs": {
                 name: ({"path": str(Path(p).resolve()), "sha256": _sha256(Path(p))} if p is not None else None)
                 for name, p in (("image", inputs.image), ("tumor", inputs.tumor),
-                                ("reference", inputs.reference), ("liver", inputs.liver))
+                                ("reference", inputs.reference), ("liver", inputs.liver),
+                                ("vessels", inputs.vessels))
             },
-            "labels": {"tumor": inputs.tumor_label, "reference": inputs.reference_label, "liver": inputs.liver_label},
+            "labels": {"tumor": inputs.tumor_label, "reference": inputs.reference_label, "liver": inputs.liver_label,
+                       "vessels": inputs.vessels_label},
             "series": inputs.series,
             "resample_masks": inputs.resample_masks,
             "allow_uneven_spacing": inputs.allow_uneven_spacing,

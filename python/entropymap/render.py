@@ -348,6 +348,12 @@ class CaseImages:
         What the normalised map is relative to, for labels: "liver" or "reference".
     reference_mean : float, optional
         Mean smoothed entropy of the reference region (``unit``).
+    rim, core : bool arrays, optional
+        The rim shell and core of the largest lesion (:func:`entropymap.patterns.rim_core_masks`).
+    profile : DataFrame, optional
+        The band profile of the whole tumor mask (:meth:`MarginResult.profile_table`).
+    pattern_note : str
+        The pattern of the largest lesion and its numbers, for the picture's title.
     """
 
     ct: np.ndarray
@@ -361,9 +367,13 @@ class CaseImages:
     unit: str = "nats"
     reference_name: str = "reference"
     reference_mean: Optional[float] = None
+    rim: Optional[np.ndarray] = None
+    core: Optional[np.ndarray] = None
+    profile: Optional[Any] = None
+    pattern_note: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("ct", "raw", "normalized", "tumor", "reference", "liver"):
+        for name in ("ct", "raw", "normalized", "tumor", "reference", "liver", "rim", "core"):
             a = getattr(self, name)
             if a is not None and a.shape != self.geometry.shape:
                 raise ValueError(f"{name} shape {a.shape} does not match the image shape {self.geometry.shape}")
@@ -911,6 +921,40 @@ def histogram_figure(scene: Scene) -> "Figure":
     return fig
 
 
+def patterns_figure(scene: Scene) -> "Figure":
+    """The rim/core split of the largest lesion over the fused slice through its centre, and
+    the band profile of the normalised map across the tumor boundary."""
+    case = scene.case
+    view = scene.options.view
+    k = scene.slice_of(view)
+    size = _panel_mm(scene, view)
+    fig, axes = _image_figure(scene, [size, size], 2, 3.6 / max(size), suptitle=True, legend=False)
+    _draw(axes[0], scene, view, k, title=f"rim (orange) and core (violet), {scene.slice_label(view, k).split(',')[0]}")
+    h, w = scene.orientation.panel_spacing(view)
+    for mask, colour in ((case.rim, "#ff8c00"), (case.core, "#b15cff")):
+        m = Orientation.panel(mask, view, k)
+        if m.any() and min(m.shape) >= 2:
+            axes[0].contour((np.arange(m.shape[1]) + 0.5) * w, (np.arange(m.shape[0]) + 0.5) * h,
+                            m.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.2)
+    ax = axes[1]
+    ax.set_axis_on()
+    pos = ax.get_position()  # the panel was sized for an image: leave room for the tick labels
+    ax.set_position([pos.x0 + 0.2 * pos.width, pos.y0 + 0.16 * pos.height, 0.78 * pos.width, 0.76 * pos.height])
+    prof = case.profile
+    x = 0.5 * (prof["from_mm"].to_numpy() + prof["to_mm"].to_numpy())
+    ax.plot(x, prof["mean_normalized"].to_numpy(), marker="o", markersize=3, color="black")
+    ax.axvline(0.0, color="grey", linewidth=1)
+    for t in case.thresholds:
+        ax.axhline(t, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("signed distance to the tumor boundary, mm (inside < 0)", fontsize=8)
+    ax.set_ylabel(f"mean local entropy (x {case.reference_name} mean)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_aspect("auto")
+    ax.set_title("band profile, whole tumor mask", fontsize=9)
+    fig.suptitle(case.pattern_note, fontsize=9)
+    return fig
+
+
 def save_figure(fig: "Figure", path: Union[str, os.PathLike]) -> Path:
     """Save a figure in the format its suffix names (.png, .svg, .pdf), atomically.
 
@@ -962,14 +1006,17 @@ def write_pictures(
     folder = Path(folder)
     opt = scene.options
     builders = {"fusion": fusion_figure, "triptych": triptych_figure, "orthogonal": orthogonal_figure,
-                "montage": montage_figure, "histogram": histogram_figure}
+                "montage": montage_figure, "histogram": histogram_figure, "patterns": patterns_figure}
     outputs: dict[str, str] = {}
     pngs: dict[str, bytes] = {}
-    for name in opt.figures:
+    names = list(opt.figures)
+    if scene.case.profile is not None and scene.case.rim is not None and "patterns" not in names:
+        names.append("patterns")  # drawn whenever the pattern analysis ran
+    for name in names:
         fig = builders[name](scene)
         for i, fmt in enumerate(opt.formats):
             path = save_figure(fig, folder / f"{name}.{fmt}")
-            key = ("figure" if name == "fusion" else name) + ("" if i == 0 else f".{fmt}")
+            key = {"fusion": "figure", "patterns": "patterns_figure"}.get(name, name) + ("" if i == 0 else f".{fmt}")
             outputs[key] = path.name
         if opt.report:
             pngs[name] = (folder / f"{name}.png").read_bytes() if "png" in opt.formats else figure_png(fig)

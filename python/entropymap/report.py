@@ -45,6 +45,8 @@ _CAPTIONS = {
     "orthogonal": "Axial, coronal and sagittal slices through the same point, at one scale.",
     "montage": "Slices spread over the largest tumor component.",
     "histogram": "Local entropy in the tumor and the reference region (dotted lines: means).",
+    "patterns": "Rim and core of the largest lesion, and the mean normalised entropy in 1 mm bands across "
+                "the tumor boundary (inside negative).",
 }
 _BITS = {"tumor": 1, "reference": 2}
 
@@ -222,7 +224,7 @@ def _html(scene: Scene, payload: dict, images: dict[str, str], figures: Mapping[
                f"the address (#view=coronal&slice=40&opacity=0.3) sets the view."),
         volumes=volumes,
         figures=figure_html or "<p>No figures were drawn.</p>",
-        statistics=_statistics_html(table, scene.case.unit),
+        statistics=_statistics_html(table, scene.case.unit) + _patterns_html((record or {}).get("patterns")),
         parameters=_parameters_html(scene, record, payload["note"]),
         data=data,
         script=_SCRIPT,
@@ -260,6 +262,26 @@ def _statistics_html(table: Optional["pd.DataFrame"], unit: str) -> str:
         cells = "".join(f"<td>{e(_fmt(v))}</td>" for v in table[col])
         rows.append(f"<tr><th>{e(col.replace('_', ' '))}</th>{cells}</tr>")
     return f'<table class="stats"><thead><tr><th></th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _patterns_html(patterns: Optional[Mapping[str, Any]]) -> str:
+    """The pattern and margin numbers of every analysed lesion (run.json's ``patterns``)."""
+    if not patterns:
+        return ""
+    e = html.escape
+    cols = [("lesion", "lesion"), ("pattern", "pattern"), ("volume_ml", "mL"), ("hyper_fraction", "hyper"),
+            ("rim_coverage", "rim coverage"), ("core_hyper_fraction", "core hyper"),
+            ("extension_mm", "extension mm"), ("extension_ml", "extension mL"), ("extension_flag", "flag")]
+    head = "".join(f"<th>{e(t)}</th>" for _, t in cols)
+    rows = "".join("<tr>" + "".join(f"<td>{e(_fmt(row.get(c)))}</td>" for c, _ in cols) + "</tr>"
+                   for row in patterns.get("lesions", []))
+    skipped = patterns.get("skipped_below_min_diameter", 0)
+    min_d = (patterns.get("parameters") or {}).get("min_diameter_mm")
+    return (f"<h3>Entropic patterns and margin</h3><p class=\"note\">Per tumor component ({skipped} below "
+            f"{_fmt(min_d)} mm skipped; \"all\" is the whole mask). Fractions of voxels above the hyper "
+            "threshold; rim coverage over 3-D sectors; extension: hyper-entropic tissue connected to the lesion "
+            "outside it, corrected for the window's reach (see patterns.csv).</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _parameters_html(scene: Scene, record: Optional[Mapping[str, Any]], viewer_note: str) -> str:
