@@ -49,6 +49,28 @@ inline bool openmp_enabled() {
 
 namespace detail {
 
+// Threads to start for `units` independent units of work (1 without OpenMP).
+inline int thread_count(int n_threads, std::int64_t units) {
+#ifdef _OPENMP
+  if (n_threads < 1) n_threads = 1;
+  if (n_threads > units) n_threads = static_cast<int>(std::max<std::int64_t>(1, units));
+  return n_threads;
+#else
+  (void)n_threads;
+  (void)units;
+  return 1;
+#endif
+}
+
+// This thread's index inside a parallel region (0 without OpenMP).
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 // Bit k set where a[k] != b[k], for 64 bytes.
 inline std::uint64_t differing_bytes64(const std::uint8_t* a, const std::uint8_t* b) {
 #ifdef ENTROPYMAP_SSE2
@@ -186,12 +208,7 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
   const std::int64_t nz = shape.nz, ny = shape.ny, nx = shape.nx;
   const std::int64_t nyr = rows.y1 - rows.y0;
   const std::int64_t nrows = (rows.z1 - rows.z0) * nyr;
-#ifdef _OPENMP
-  if (n_threads < 1) n_threads = 1;
-  if (n_threads > nrows) n_threads = static_cast<int>(std::max<std::int64_t>(1, nrows));
-#else
-  n_threads = 1;
-#endif
+  n_threads = detail::thread_count(n_threads, nrows);
   // Allocate everything before the parallel region: nothing may throw inside it.
   std::vector<std::uint32_t> counts(static_cast<std::size_t>(n_threads) * nbins, 0);
   const std::size_t maxruns = fp.runs().size();
@@ -205,11 +222,7 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
   {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
+    const int tid = detail::thread_id();
     Histogram h(counts.data() + static_cast<std::size_t>(tid) * nbins, table);
     detail::ActiveRun<T>* active = scratch[tid].data();
     const T** leave = columns[tid].data();
@@ -269,12 +282,7 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
   // empty at x = -rx-1 and slide in, rx on the right for the last step.
   const std::int64_t left = 2 * rx + 1;
   const std::size_t ncol = static_cast<std::size_t>(nx + left + rx);
-#ifdef _OPENMP
-  if (n_threads < 1) n_threads = 1;
-  if (n_threads > units) n_threads = static_cast<int>(std::max<std::int64_t>(1, units));
-#else
-  n_threads = 1;
-#endif
+  n_threads = detail::thread_count(n_threads, units);
   std::vector<std::uint8_t> cols(static_cast<std::size_t>(n_threads) * ncol * nb);
   std::vector<std::uint16_t> wins(static_cast<std::size_t>(n_threads) * nb);
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -283,11 +291,7 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
 #endif
   {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
+    const int tid = detail::thread_id();
     std::uint8_t* C = cols.data() + static_cast<std::size_t>(tid) * ncol * nb;
     std::uint16_t* W = wins.data() + static_cast<std::size_t>(tid) * nb;
     auto column = [&](std::int64_t x) { return C + static_cast<std::size_t>(x + left) * nb; };
