@@ -597,3 +597,13 @@ def test_short_nifti_write_is_an_error_and_leaves_nothing(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode != 0 and "cannot write w.nii.gz" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_geometry_arguments_must_be_geometries(tmp_path):
+    from entropymap import io as emio
+
+    with pytest.raises(TypeError, match="Geometry"):
+        emio.write_image(tmp_path / "x.nii.gz", np.zeros((2, 2, 2), np.float32), None)
+    with pytest.raises(TypeError, match="Geometry"):
+        emio.read_mask(np.zeros((2, 2, 2)), None)
+    assert list(tmp_path.iterdir()) == []

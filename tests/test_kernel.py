@@ -345,3 +345,13 @@ def test_auto_picks_columns_for_few_levels_only():
     assert _core.uses_columns(cube, 60)
     assert not _core.uses_columns(cube, 1000)
     assert not _core.uses_columns(em.make_footprint(5, "ball").view(np.uint8), 60)
+
+
+def test_api_misuse_is_refused_clearly():
+    levels = np.zeros((3, 3, 3), np.int16)
+    with pytest.raises(TypeError, match="masked array"):
+        em.local_entropy(np.ma.masked_array(levels, mask=np.zeros(levels.shape, bool)))
+    with pytest.raises(ValueError, match="exceeds 255"):
+        em.local_entropy(levels, kernel=10**9 + 1)
+    with pytest.raises(ValueError, match="n_threads"):
+        em.local_entropy(levels, n_threads=2**40)

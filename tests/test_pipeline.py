@@ -247,3 +247,11 @@ def test_failure_late_in_the_run_leaves_no_output(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         run_case(CaseInputs(image=sample_case().image), out, MapParams(kernel=3))
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_compute_maps_refuses_non_boolean_regions_and_bad_params():
+    image = np.zeros((4, 5, 6))
+    with pytest.raises(TypeError, match="bool mask"):
+        compute_maps(image, (1, 1, 1), MapParams(), tumor=np.ones((4, 5, 6)))
+    with pytest.raises(TypeError, match="MapParams"):
+        compute_maps(image, (1, 1, 1), {"kernel": 3})

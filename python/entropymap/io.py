@@ -773,6 +773,9 @@ def read_mask(
     spacing within a relative 1e-4, origin within 1e-3 mm, direction cosines within
     1e-4. Within those, the mask is taken as lying on the reference grid as it is.
     """
+    if not isinstance(reference, Geometry):
+        raise TypeError(f"reference must be the image's Geometry (e.g. read_image(...).geometry), "
+                        f"got {type(reference).__name__}")
     if isinstance(path_or_array, Volume):
         vol = path_or_array
     elif isinstance(path_or_array, (str, os.PathLike)):
@@ -884,6 +887,9 @@ def write_image(
     reader (and viewers built on it) reads it as 0; NRRD and MetaImage keep it.
     """
     p = Path(path)
+    if not isinstance(geometry, Geometry):
+        raise TypeError(f"cannot write {p}: geometry must be a Geometry (e.g. the CT's read_image(...).geometry), "
+                        f"got {type(geometry).__name__}")
     suffix = _suffix(p, WRITE_SUFFIXES)
     if suffix is None:
         raise ValueError(f"cannot write {p}: the suffix must be one of {', '.join(WRITE_SUFFIXES)}")

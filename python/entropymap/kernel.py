@@ -36,6 +36,9 @@ MAX_LEVELS = 65536
 
 KernelSize = Union[int, Sequence[int]]
 
+#: Largest window size per axis (voxels); also keeps the window's voxel count in range.
+MAX_KERNEL = 255
+
 # Dtypes with a compiled kernel; anything else is refused, never cast.
 _SUPPORTED = tuple(
     np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64)
@@ -66,8 +69,9 @@ def resolve_threads(n_threads: int | None) -> int:
     """
     if n_threads is None:
         return available_cores()
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
-        raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
+    if (isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1
+            or n_threads > 4096):
+        raise ValueError(f"n_threads must be None or an integer from 1 to 4096, got {n_threads!r}")
     return int(n_threads)
 
 
@@ -106,6 +110,9 @@ def normalize_kernel(kernel: KernelSize) -> tuple[int, int, int]:
                 f"kernel sizes must be odd integers >= 1 (the window is centred on the voxel), "
                 f"got {kernel!r}"
             )
+        if k > MAX_KERNEL:
+            raise ValueError(f"kernel size {int(k)} exceeds {MAX_KERNEL} voxels per axis; "
+                             "a window that large is the whole image: use the global histogram entropy")
     return int(sizes[0]), int(sizes[1]), int(sizes[2])
 
 
@@ -129,6 +136,9 @@ def make_footprint(kernel: KernelSize = 5, shape: str = "cube") -> npt.NDArray[n
 
 
 def _check_levels(levels: npt.ArrayLike) -> np.ndarray:
+    if isinstance(levels, np.ma.MaskedArray):
+        raise TypeError("levels is a masked array, whose mask would be lost; pass levels.data and "
+                        "mask=~np.ma.getmaskarray(levels)")
     arr = np.asarray(levels)
     if arr.dtype == np.bool_:
         arr = arr.view(np.uint8)

@@ -192,7 +192,13 @@ def compute_maps(
     progress : callable, optional
         Called with the name of each step as it starts.
     """
+    if not isinstance(params, MapParams):
+        raise TypeError(f"params must be a MapParams, got {type(params).__name__}")
     params.validate()
+    for name, region in (("tumor", tumor), ("reference", reference)):
+        if region is not None and (np.shape(region) != np.shape(image) or np.asarray(region).dtype != np.bool_):
+            raise TypeError(f"{name} must be a bool mask of the image's shape {np.shape(image)}, got "
+                            f"{np.asarray(region).dtype} {np.shape(region)}; use mask != 0 or io.read_mask")
     say = progress or (lambda step: None)
     timings: dict = {}
 
