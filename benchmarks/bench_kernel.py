@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import entropymap as em
-from conftest import record
+from conftest import MEMORY_PROBE, record
 
 FP5 = np.ones((5, 5, 5), np.uint8)
 
@@ -62,21 +62,16 @@ def test_peak_memory():
     code = textwrap.dedent(
         """
         import numpy as np, entropymap as em
-        def status(key):
-            for line in open("/proc/self/status"):
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
         rng = np.random.default_rng(0)
         levels = rng.integers(0, 60, size=(128, 256, 256), dtype=np.int16)
         em.local_entropy(levels[:2, :8, :8])  # load everything once
         before = status("VmRSS:")
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # reset the peak to the current RSS
+        reset_peak()
         out = em.local_entropy(levels, n_threads=2)
         print(status("VmHWM:") - before, out.nbytes, levels.nbytes)
         """
     )
-    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-c", MEMORY_PROBE + code], check=True, capture_output=True, text=True)
     extra, out_bytes, in_bytes = (int(v) for v in res.stdout.split())
     overhead = extra - out_bytes
     print(f"\npeak growth {extra / 2**20:.1f} MiB for a {out_bytes / 2**20:.1f} MiB output "

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 import entropymap as em
-from conftest import RESULTS, record
+from conftest import MEMORY_PROBE, RESULTS, record
 from entropymap.tiling import tiled_local_entropy
 
 
@@ -44,24 +44,19 @@ def test_peak_memory_512x512x1024():
         """
         import time, numpy as np
         from entropymap.tiling import tiled_local_entropy
-        def status(key):
-            for line in open("/proc/self/status"):
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
         rng = np.random.default_rng(0)
         levels = np.empty((1024, 512, 512), np.int16)
         for z in range(0, 1024, 64):  # no full-size temporaries
             levels[z:z + 64] = rng.integers(0, 60, size=(64, 512, 512), dtype=np.int16)
         base = status("VmRSS:") - levels.nbytes  # interpreter, numpy, entropymap
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
+        reset_peak()
         t0 = time.perf_counter()
         out = tiled_local_entropy(levels, n_workers=2, n_threads=1)
         seconds = time.perf_counter() - t0
         print(status("VmHWM:") - base, levels.nbytes, out.nbytes, seconds)
         """
     )
-    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-c", MEMORY_PROBE + code], check=True, capture_output=True, text=True)
     peak, in_b, out_b, seconds = res.stdout.split()
     peak, in_b, out_b = int(peak), int(in_b), int(out_b)
     ratio = peak / (in_b + out_b)

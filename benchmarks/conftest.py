@@ -13,6 +13,19 @@ import pytest
 
 RESULTS: dict[str, float] = {}  # name -> million voxels per second (best round)
 
+#: Prepended to the memory benchmarks' subprocess code (Linux): status("VmRSS:") and
+#: status("VmHWM:") in bytes, and reset_peak(), which sets the peak to the current RSS.
+MEMORY_PROBE = """
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+"""
+
 _DATA = Path(os.environ.get("ENTROPYMAP_TEST_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
 

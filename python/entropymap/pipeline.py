@@ -6,11 +6,12 @@ render, and write everything into one output folder atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import logging
+import math
 import os
 import platform
 import shutil
@@ -202,16 +203,12 @@ def compute_maps(
     say = progress or (lambda step: None)
     timings: dict = {}
 
+    @contextlib.contextmanager
     def timed(name: str):
-        class _T:
-            def __enter__(self_inner):
-                say(name)
-                self_inner.t0 = time.perf_counter()
-
-            def __exit__(self_inner, *exc):
-                timings[name] = round(time.perf_counter() - self_inner.t0, 4)
-
-        return _T()
+        say(name)
+        t0 = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t0, 4)
 
     k = params.kernel_voxels(spacing)
     with timed("discretise"):
@@ -474,9 +471,14 @@ def run_case(
     t0 = time.perf_counter()
     vol = io.read_image(inputs.image, series=inputs.series, allow_uneven_spacing=inputs.allow_uneven_spacing)
     geo = vol.geometry
+    label_images: dict = {}  # one label image often holds the tumor and the liver: read it once
+
     def read_mask(role: str, path: Path, label: Optional[int]) -> np.ndarray:
         try:
-            return io.read_mask(path, geo, label=label, resample=inputs.resample_masks)
+            key = Path(path).resolve()
+            if key not in label_images:
+                label_images[key] = io.read_image(path)
+            return io.read_mask(label_images[key], geo, label=label, resample=inputs.resample_masks)
         except (OSError, ValueError, TypeError) as exc:
             raise type(exc)(f"{role} mask: {exc}") from None
 

@@ -347,34 +347,32 @@ def _run_processes(call: KernelCall, tiles: list, workers: int, threads: int, ou
     from multiprocessing import shared_memory
 
     segments: list = []
+    views: dict = {}  # parent-side views of the segments; cleared before the segments close
 
-    def share(arr: Optional[np.ndarray], copy: bool = True):
+    def share(name: str, arr: Optional[np.ndarray], copy: bool = True):
         if arr is None:
-            return None, None
+            return None
         shm = shared_memory.SharedMemory(create=True, size=max(1, arr.nbytes))
         segments.append(shm)
-        view = np.ndarray(arr.shape, dtype=arr.dtype, buffer=shm.buf)
+        views[name] = np.ndarray(arr.shape, dtype=arr.dtype, buffer=shm.buf)
         if copy:
-            view[...] = arr
-        return (shm.name, arr.shape, arr.dtype.str), view
+            views[name][...] = arr
+        return shm.name, arr.shape, arr.dtype.str
 
     try:
-        specs = {}
-        specs["levels"], _ = share(call.levels)
-        specs["out_mask"], _ = share(call.out_mask)
-        specs["count_mask"], _ = share(call.count_mask)
-        specs["out"], shared_out = share(out, copy=False)
-        specs["status"], status = share(np.zeros(len(tiles), np.uint8))
+        specs = {name: share(name, arr) for name, arr in (
+            ("levels", call.levels), ("out_mask", call.out_mask), ("count_mask", call.count_mask),
+            ("status", np.zeros(len(tiles), np.uint8)))}
+        specs["out"] = share("out", out, copy=False)
         small = {"footprint": call.footprint, "vmin": call.vmin, "nlevels": call.nlevels, "scale": call.scale}
-        ctx = mp.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                      initargs=(specs, small))
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                      initializer=_init_worker, initargs=(specs, small))
         try:
             with workers_ignore_ctrl_c():  # the pool starts its processes on the first submit
                 futures = {pool.submit(_run_tile_in_worker, t, threads): t for t in tiles}
 
             def on_broken(tile: Tile, exc: BaseException) -> str:
-                running = [t.describe() for t in tiles if status[t.index] == 1]
+                running = [t.describe() for t in tiles if views["status"][t.index] == 1]
                 where = ", ".join(running) if running else tile.describe()
                 return f"a worker process died while computing {where}: {exc}"
 
@@ -385,14 +383,11 @@ def _run_processes(call: KernelCall, tiles: list, workers: int, threads: int, ou
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-        out[...] = shared_out
-        del shared_out, status
+        out[...] = views["out"]
     finally:
+        views.clear()
         for shm in segments:
-            try:
-                shm.close()
-            except BufferError:  # a view still exists; unlinking below still frees the name
-                pass
+            shm.close()
             shm.unlink()
 
 
