@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import entropymap as em
+from entropymap import _core
 from conftest import MEMORY_PROBE, record
 
 FP5 = np.ones((5, 5, 5), np.uint8)
@@ -28,12 +29,24 @@ def _as_uint16(levels: np.ndarray) -> np.ndarray:
 def test_kernel_volume_a(benchmark, volume_a, threads):
     benchmark.pedantic(em.local_entropy, args=(volume_a,), kwargs={"n_threads": threads}, rounds=5, warmup_rounds=1)
     record(benchmark, f"a: entropymap {threads} thread{'s' if threads > 1 else ''}", volume_a.size)
+    benchmark.extra_info["driver"] = em.kernel.prepare(volume_a).driver
+
+
+# The same call with each driver forced, so the vector step's share is visible next to the
+# portable code it replaces (all three give the same bits; tests/test_kernel.py checks it).
+@pytest.mark.parametrize("driver,code", [("runs", 1), ("portable columns", 3)])
+def test_kernel_volume_a_other_drivers(benchmark, volume_a, driver, code):
+    call = em.kernel.prepare(volume_a)
+    args = (call.levels, call.footprint, call.vmin, call.nlevels, call.scale, None, None, 2, code)
+    benchmark.pedantic(_core.local_entropy, args=args, rounds=5, warmup_rounds=1)
+    record(benchmark, f"a: {driver}, 2 threads", volume_a.size)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_kernel_volume_b(benchmark, volume_b, threads):
     benchmark.pedantic(em.local_entropy, args=(volume_b,), kwargs={"n_threads": threads}, rounds=5, warmup_rounds=1)
     record(benchmark, f"b: entropymap {threads} thread{'s' if threads > 1 else ''}", volume_b.size)
+    benchmark.extra_info["driver"] = em.kernel.prepare(volume_b).driver
 
 
 @pytest.mark.filterwarnings("ignore:Bad rank filter performance:UserWarning")

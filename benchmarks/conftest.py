@@ -74,7 +74,10 @@ def pytest_terminal_summary(terminalreporter):
     if not RESULTS:
         return
     tr = terminalreporter
+    import entropymap as em
+
     tr.section("entropymap throughput (best round, million voxels/s)")
+    tr.write_line(f"vector instruction set: {em.vector_isa() or 'none'}; OpenMP: {em.openmp_enabled()}")
     for name, v in RESULTS.items():
         tr.write_line(f"{name:<40s} {v:8.2f}")
     for vol in ("a", "b"):
@@ -84,6 +87,10 @@ def pytest_terminal_summary(terminalreporter):
     a, b = RESULTS.get("a: entropymap 2 threads"), RESULTS.get("b: entropymap 2 threads")
     if a and b:
         tr.write_line(f"per-voxel time raw HU (b) / 60 levels (a) = {a / b:.2f}x")
+    for driver in ("runs", "portable columns"):
+        other = RESULTS.get(f"a: {driver}, 2 threads")
+        if other and b:
+            tr.write_line(f"per-voxel time raw HU (b) / 60 levels (a) with {driver} = {other / b:.2f}x")
     one, two = RESULTS.get("a: entropymap 1 thread"), RESULTS.get("a: entropymap 2 threads")
     if one and two:
         tr.write_line(f"2 threads / 1 thread on (a) = {two / one:.2f}x")

@@ -39,7 +39,8 @@ py::array_t<float> local_entropy(py::array_t<T, py::array::c_style> levels, Mask
   if (levels.ndim() != 3) throw py::value_error("levels must be 3-D");
   if (footprint.ndim() != 3) throw py::value_error("footprint must be 3-D");
   if (nbins < 1 || nbins > (std::int64_t(1) << 24)) throw py::value_error("nbins out of range");
-  if (algorithm < 0 || algorithm > 2) throw py::value_error("algorithm must be 0 (auto), 1 (runs) or 2 (columns)");
+  if (algorithm < 0 || algorithm > 3)
+    throw py::value_error("algorithm must be 0 (auto), 1 (runs), 2 (columns) or 3 (columns without vector instructions)");
   if (out_mask) check_same_shape(levels, *out_mask, "out_mask");
   if (count_mask) check_same_shape(levels, *count_mask, "count_mask");
 
@@ -113,11 +114,20 @@ PYBIND11_MODULE(_core, m) {
   def_local_entropy<std::int64_t>(m);
   m.def("footprint", &footprint, py::arg("shape"), py::arg("kz"), py::arg("ky"), py::arg("kx"),
         "The cube or ball footprint of odd sizes (kz, ky, kx) as a uint8 array.");
-  m.def("uses_columns", [](Mask footprint, std::int64_t nbins) {
+  m.def("driver", [](Mask footprint, std::int64_t nbins) {
           const Footprint fp = Footprint::from_mask(footprint.data(), static_cast<int>(footprint.shape(0)),
                                                     static_cast<int>(footprint.shape(1)),
                                                     static_cast<int>(footprint.shape(2)));
-          return entropymap::choose_algorithm(fp, static_cast<std::uint32_t>(nbins)) == entropymap::Algorithm::kColumns;
-        }, py::arg("footprint"), py::arg("nbins"), "Whether 'auto' picks the column driver.");
+          const EntropyTable table(fp.size(), 1.0);
+          if (entropymap::choose_algorithm(fp, static_cast<std::uint32_t>(nbins), table) ==
+              entropymap::Algorithm::kRuns)
+            return std::string("runs");
+          if (entropymap::simd::usable(fp.size(), nbins, table))
+            return std::string("columns+") + entropymap::simd::vector_isa();
+          return std::string("columns");
+        }, py::arg("footprint"), py::arg("nbins"),
+        "The driver 'auto' picks: 'runs', 'columns' or 'columns+<vector instruction set>'.");
+  m.def("vector_isa", &entropymap::simd::vector_isa,
+        "The vector instruction set the column driver uses on this CPU ('' when none).");
   m.def("openmp_enabled", &entropymap::openmp_enabled, "Whether the core was built with OpenMP.");
 }

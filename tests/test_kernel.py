@@ -18,6 +18,7 @@ from oracle import entropy_of_values, local_entropy_bruteforce
 DTYPES = [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64]
 KERNELS = [1, 3, 5, 7, (3, 5, 5), (1, 3, 5)]
 TOL = 1e-5
+RUNS, COLUMNS, PORTABLE = 1, 2, 3  # _core's driver codes (COLUMNS is vectorised where the CPU can)
 
 
 def random_levels(rng, shape, dtype, nlevels=6):
@@ -246,6 +247,24 @@ def test_property_bounds_and_relabelling(levels, k, shape):
     np.testing.assert_array_equal(em.local_entropy(relabel, kernel=k, shape=shape), h)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    dims=st.tuples(*[st.integers(1, 12)] * 3),
+    kernel=st.tuples(*[st.sampled_from([1, 3, 5, 7, 9])] * 3),
+    nlevels=st.integers(1, 256),
+    masks=st.sampled_from(["none", "out", "count", "both"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_every_driver_gives_the_same_bits(dims, kernel, nlevels, masks, seed):
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(0, nlevels, size=dims).astype(np.uint8 if nlevels <= 128 else np.int16)
+    mask = rng.random(dims) < 0.6
+    out = mask if masks in ("out", "both") else None
+    count = mask if masks in ("count", "both") else None
+    maps = [_core_map(levels, kernel, a, out, count, threads=2) for a in (RUNS, COLUMNS, PORTABLE)]
+    assert maps[0].tobytes() == maps[1].tobytes() == maps[2].tobytes()
+
+
 # --- bad input ------------------------------------------------------------------------
 
 
@@ -327,9 +346,10 @@ def test_drivers_agree_bitwise_and_with_oracle(rng, vol_shape, kernel, masks):
     mask.flat[0] = True
     out = mask if masks in ("out", "both") else None
     count = mask if masks in ("count", "both") else None
-    runs = _core_map(levels, kernel, 1, out, count)
-    cols = _core_map(levels, kernel, 2, out, count, threads=2)
-    assert runs.tobytes() == cols.tobytes()
+    runs = _core_map(levels, kernel, RUNS, out, count)
+    cols = _core_map(levels, kernel, COLUMNS, out, count, threads=2)
+    portable = _core_map(levels, kernel, PORTABLE, out, count, threads=2)
+    assert runs.tobytes() == cols.tobytes() == portable.tobytes()
     if vol_shape[1] < 40:  # the oracle is slow
         want = local_entropy_bruteforce(levels, em.make_footprint(kernel), mask=out,
                                         masked_kernel=count is not None and out is not None)
@@ -338,13 +358,91 @@ def test_drivers_agree_bitwise_and_with_oracle(rng, vol_shape, kernel, masks):
         np.testing.assert_allclose(runs, want, rtol=0, atol=TOL)
 
 
-def test_auto_picks_columns_for_few_levels_only():
+# The vector step's cases: 1 to 4 registers of 64 levels (and their edges), windows of
+# <= 127 voxels (one permute per byte plane) and of 128..255 (two and a blend).
+@pytest.mark.parametrize("nlevels", [1, 2, 63, 64, 65, 128, 129, 200, 256])
+@pytest.mark.parametrize("kernel", [3, 5, (5, 5, 7), (1, 15, 15)])
+def test_vector_step_matches_portable_and_runs(rng, nlevels, kernel):
+    levels = (rng.integers(0, nlevels, size=(9, 21, 40)) - 17).astype(np.int16)
+    levels.flat[0], levels.flat[-1] = -17, nlevels - 18  # the full range occurs
+    mask = rng.random(levels.shape) < 0.7
+    for out, count in [(None, None), (mask, None), (None, mask), (mask, mask)]:
+        maps = [_core_map(levels, kernel, a, out, count, threads=2) for a in (RUNS, COLUMNS, PORTABLE)]
+        assert maps[0].tobytes() == maps[1].tobytes() == maps[2].tobytes()
+    # and against the oracle away from masks, on a slice (the oracle is slow)
+    fp = em.make_footprint(kernel)
+    want = local_entropy_bruteforce(levels[:, :8, :], fp)
+    got = _core_map(levels[:, :8, :], kernel, COLUMNS)
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+
+
+def test_vector_step_counts_up_to_255_in_one_bin():
+    # A constant window of 225 voxels: counts at the top of the byte range, entropy exactly 0,
+    # and next to it two levels in a 3:2 ratio inside the window.
+    levels = np.zeros((1, 15, 40), np.uint8)
+    assert not _core_map(levels, (1, 15, 15), COLUMNS).any()
+    levels[:, :, ::5] = 1
+    levels[:, :, 1::5] = 1
+    got = _core_map(levels, (1, 15, 15), COLUMNS)
+    assert got[0, 7, 20] == pytest.approx(0.673012, abs=1e-6)
+    assert got.tobytes() == _core_map(levels, (1, 15, 15), RUNS).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
+def test_runs_driver_spans_the_whole_type(rng, dtype):
+    # 8- and 16-bit levels index the runs driver's histogram by their bit pattern: levels at
+    # both ends of the type (which wrap around in that pattern) must still count as distinct.
+    info = np.iinfo(dtype)
+    choices = np.array([info.min, info.min + 1, -1 if info.min < 0 else 1, 0, info.max - 1, info.max])
+    levels = rng.choice(choices, size=(5, 6, 7)).astype(dtype)
+    for kernel in (3, (1, 3, 5)):
+        got = _core_map(levels, kernel, RUNS)
+        np.testing.assert_allclose(got, local_entropy_bruteforce(levels, em.make_footprint(kernel)),
+                                   rtol=0, atol=TOL)
+
+
+def test_tiles_of_rows_match_the_whole_map_on_every_driver(rng):
+    from entropymap import _core
+
+    levels = rng.integers(0, 90, size=(7, 23, 31)).astype(np.int16)
+    fp = em.make_footprint(5).view(np.uint8)
+    for algorithm in (RUNS, COLUMNS, PORTABLE):
+        whole = _core.local_entropy(levels, fp, 0, 90, 1.0, None, None, 2, algorithm)
+        out = np.full(levels.shape, np.nan, np.float32)
+        for rows in [(0, 3, 0, 23), (3, 7, 0, 10), (3, 7, 10, 23)]:
+            _core.local_entropy(levels, fp, 0, 90, 1.0, None, None, 1, algorithm, out, rows)
+        assert out.tobytes() == whole.tobytes()
+
+
+def test_auto_driver_choice():
     from entropymap import _core
 
     cube = em.make_footprint(5).view(np.uint8)
-    assert _core.uses_columns(cube, 60)
-    assert not _core.uses_columns(cube, 1000)
-    assert not _core.uses_columns(em.make_footprint(5, "ball").view(np.uint8), 60)
+    vector = "columns+" + _core.vector_isa() if _core.vector_isa() else "columns"
+    assert _core.driver(cube, 60) == vector
+    assert _core.driver(cube, 1000) == "runs"
+    assert _core.driver(em.make_footprint(5, "ball").view(np.uint8), 60) == "runs"
+    # 3^3 over many levels: updating 18 voxels per step beats re-summing 3 registers of bins
+    assert _core.driver(em.make_footprint(3).view(np.uint8), 200) == "runs"
+    # 7^3 (343 voxels) is beyond the vector step's byte counts: the portable columns
+    assert _core.driver(em.make_footprint(7).view(np.uint8), 60) == "columns"
+    call = em.kernel.prepare(np.arange(60, dtype=np.int16).reshape(1, 6, 10))
+    assert call.driver == vector
+
+
+def test_vector_isa_is_reported():
+    isa = em.vector_isa()
+    assert isa in ("", "avx512vbmi")
+    if isa == "" and "avx512vbmi" in _cpu_flags():
+        pytest.fail("the CPU has AVX-512 VBMI but the kernel does not use it")
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next((line for line in fh if line.startswith("flags")), "")
+    except OSError:
+        return ""
 
 
 def test_api_misuse_is_refused_clearly():

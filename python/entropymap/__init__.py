@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .discretization import Discretized, discretize
 from .io import Geometry, Volume, list_dicom_series, read_image, read_mask, write_image
 from .itk_filter import local_entropy_image
-from .kernel import available_cores, local_entropy, make_footprint, openmp_enabled
+from .kernel import available_cores, local_entropy, make_footprint, openmp_enabled, vector_isa
 from .sample import sample_case
 from .tiling import dask_local_entropy, tiled_local_entropy
 
@@ -30,6 +30,7 @@ __all__ = [
     "local_entropy_image",
     "make_footprint",
     "openmp_enabled",
+    "vector_isa",
     "read_image",
     "read_mask",
     "dask_local_entropy",

@@ -359,6 +359,7 @@ def _versions() -> dict:
         except PackageNotFoundError:
             out[pkg] = None
     out["openmp"] = _kernel.openmp_enabled()
+    out["vector_isa"] = _kernel.vector_isa()
     return out
 
 

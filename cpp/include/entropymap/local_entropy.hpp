@@ -1,6 +1,11 @@
 // Sliding-window local entropy over a 3-D volume of integer levels.
 //
-// Each (z, y) row is an independent unit of work that owns a histogram: the
+// Two drivers, chosen per call (choose_algorithm): runs, below, for any
+// footprint and level count; columns, further down, for boxes over few levels
+// (with the AVX-512 step of window_simd.hpp where the CPU has it). All keep the
+// same exact fixed-point sum, so they give the same bits.
+//
+// Runs: each (z, y) row is an independent unit of work that owns a histogram: the
 // window is built once at the row's first output voxel, then slid along x,
 // where a step removes and adds one voxel per footprint run. At the end of the
 // row the voxels still in the window are removed again, so the counts are back
@@ -13,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -25,6 +31,7 @@
 
 #include "entropymap/footprint.hpp"
 #include "entropymap/histogram.hpp"
+#include "entropymap/window_simd.hpp"
 
 namespace entropymap {
 
@@ -99,6 +106,23 @@ inline int lowest_bit(std::uint64_t m) {
 #endif
 }
 
+// The runs driver's bin of a level. 8- and 16-bit levels index a histogram
+// spanning the whole type by their unsigned bit pattern, which saves the
+// subtraction in the hot loop (the same counts under other names, so the same
+// entropy); wider types use v - vmin over nbins bins.
+template <typename T>
+constexpr bool kWholeTypeBins = sizeof(T) <= 2;
+
+template <typename T>
+inline std::uint32_t bin_of(T v, std::int64_t vmin) {
+  if constexpr (kWholeTypeBins<T>) {
+    (void)vmin;
+    return static_cast<std::make_unsigned_t<T>>(v);
+  } else {
+    return static_cast<std::uint32_t>(static_cast<std::int64_t>(v) - vmin);
+  }
+}
+
 template <typename T>
 struct ActiveRun {
   const T* row;               // data row at (z + dz, y + dy)
@@ -106,15 +130,23 @@ struct ActiveRun {
   int x0, x1;
 };
 
+// For a box, the active runs are the rows of a (planes x rows) grid in the
+// order dz, then dy, all with the same x0 and x1: the hot loop then walks
+// them by stride instead of loading a pointer per run. planes == 0: no grid.
+struct RunGrid {
+  int planes = 0, rows = 0;
+  std::ptrdiff_t plane_stride = 0, row_stride = 0;
+};
+
 // One row. kCountMask: only voxels whose counting-mask entry is set enter
 // the histogram (a template flag, so the unmasked loop carries no test).
 template <typename T, bool kCountMask>
-void entropy_row(const ActiveRun<T>* runs, std::size_t nruns, const T** leave, const T** enter,
-                 std::int64_t nx,
+void entropy_row(const ActiveRun<T>* runs, std::size_t nruns, const RunGrid& grid, const T** leave,
+                 const T** enter, std::int64_t nx,
                  std::int64_t xs, std::int64_t xe, const std::uint8_t* omask,
                  std::int64_t vmin, Histogram& h, float* out) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  auto bin = [vmin](T v) { return static_cast<std::uint32_t>(static_cast<std::int64_t>(v) - vmin); };
+  auto bin = [vmin](T v) { return bin_of(v, vmin); };
   auto counted = [](const std::uint8_t* crow, std::int64_t x) { return !kCountMask || crow[x]; };
 
   for (std::size_t r = 0; r < nruns; ++r) {
@@ -170,17 +202,39 @@ void entropy_row(const ActiveRun<T>* runs, std::size_t nruns, const T** leave, c
     std::int64_t s = h.sum();
     const std::int64_t tn = table.clnc(n);
     const double inv_n = table.entropy(n, tn - 1);  // = scale / (n 2^K)
+    if (grid.planes > 0 && nruns > 0) {
+      // Locals, so the stores to the counts cannot be taken to change them.
+      const int planes = grid.planes;
+      const std::ptrdiff_t plane_stride = grid.plane_stride, row_stride = grid.row_stride;
+      const std::ptrdiff_t span = grid.rows * row_stride;
+      const std::ptrdiff_t ahead = runs[0].x1 + 1 - runs[0].x0;  // entering - leaving voxel
+      for (; x < in_hi; ++x) {
+        out[x] = (omask && !omask[x]) ? nan : static_cast<float>(static_cast<double>(tn - s) * inv_n);
+        std::int64_t gone = 0, come = 0;
+        const T* pz = runs[0].row + x + runs[0].x0;
+        for (int a = 0; a < planes; ++a, pz += plane_stride) {
+          for (const T *p = pz, *end = pz + span; p != end; p += row_stride) {
+            gone += step[--cnt[bin(p[0])]];
+            come += step[cnt[bin(p[ahead])]++];
+          }
+        }
+        s += come - gone;
+      }
+    }
     for (std::size_t r = 0; r < nruns; ++r) {
       leave[r] = runs[r].row + runs[r].x0;
       enter[r] = runs[r].row + 1 + runs[r].x1;
     }
     for (; x < in_hi; ++x) {
       out[x] = (omask && !omask[x]) ? nan : static_cast<float>(static_cast<double>(tn - s) * inv_n);
+      // Two sums, so the leaving and entering updates do not wait on each other.
+      std::int64_t gone = 0, come = 0;
       for (std::size_t r = 0; r < nruns; ++r) {
         const std::uint32_t bo = bin(leave[r][x]), bi = bin(enter[r][x]);
-        s -= step[--cnt[bo]];
-        s += step[cnt[bi]++];
+        gone += step[--cnt[bo]];
+        come += step[cnt[bi]++];
       }
+      s += come - gone;
     }
     h.set_sum(s);
   }
@@ -210,6 +264,7 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
   const std::int64_t nrows = (rows.z1 - rows.z0) * nyr;
   n_threads = detail::thread_count(n_threads, nrows);
   // Allocate everything before the parallel region: nothing may throw inside it.
+  if (detail::kWholeTypeBins<T>) nbins = std::uint32_t{1} << (8 * sizeof(T));
   std::vector<std::uint32_t> counts(static_cast<std::size_t>(n_threads) * nbins, 0);
   const std::size_t maxruns = fp.runs().size();
   std::vector<std::vector<detail::ActiveRun<T>>> scratch(n_threads);
@@ -217,6 +272,7 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
   for (auto& s : scratch) s.resize(maxruns);
   for (auto& c : columns) c.resize(2 * maxruns + 1);
   const float nan = std::numeric_limits<float>::quiet_NaN();
+  const bool box = fp.is_box();
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
@@ -253,10 +309,17 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
         const std::size_t off = (static_cast<std::size_t>(zz) * ny + yy) * nx;
         active[nruns++] = {data + off, count_mask ? count_mask + off : nullptr, r.x0, r.x1};
       }
+      detail::RunGrid grid;
+      if (box) {
+        grid.planes = static_cast<int>(std::min<std::int64_t>(fp.rz(), nz - 1 - z) - std::max<std::int64_t>(-fp.rz(), -z) + 1);
+        grid.rows = static_cast<int>(std::min<std::int64_t>(fp.ry(), ny - 1 - y) - std::max<std::int64_t>(-fp.ry(), -y) + 1);
+        grid.plane_stride = static_cast<std::ptrdiff_t>(ny * nx);
+        grid.row_stride = static_cast<std::ptrdiff_t>(nx);
+      }
       if (count_mask)
-        detail::entropy_row<T, true>(active, nruns, leave, enter, nx, xs, xe, omask, vmin, h, orow);
+        detail::entropy_row<T, true>(active, nruns, grid, leave, enter, nx, xs, xe, omask, vmin, h, orow);
       else
-        detail::entropy_row<T, false>(active, nruns, leave, enter, nx, xs, xe, omask, vmin, h, orow);
+        detail::entropy_row<T, false>(active, nruns, grid, leave, enter, nx, xs, xe, omask, vmin, h, orow);
     }
   }
 }
@@ -267,11 +330,15 @@ void local_entropy_runs(const T* data, const std::uint8_t* out_mask, const std::
 // Sliding along x then adds column x+rx+1 and removes column x-rx; only the bins
 // where the two columns differ change the window, and a vector compare finds
 // them. With few levels and smooth data most bins do not change, which makes
-// this faster than updating 2*kz*ky voxels per step.
+// this faster than updating 2*kz*ky voxels per step. Where the CPU has AVX-512
+// VBMI and the window holds at most 255 voxels over at most 256 levels, the
+// step along x is the branch-free vector loop of window_simd.hpp instead
+// (`vectorize` = false keeps the portable loop; both give the same bits).
 template <typename T>
 void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const std::uint8_t* count_mask,
                            Volume3 shape, const Footprint& fp, std::int64_t vmin, std::uint32_t nbins,
-                           const EntropyTable& table, float* out, int n_threads, Rows rows) {
+                           const EntropyTable& table, float* out, int n_threads, Rows rows,
+                           bool vectorize = true) {
   const std::int64_t nz = shape.nz, ny = shape.ny, nx = shape.nx;
   const int rz = fp.rz(), ry = fp.ry(), rx = fp.rx();
   constexpr std::int64_t kBlock = 32;  // rows per unit: amortises the column build
@@ -285,6 +352,8 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
   n_threads = detail::thread_count(n_threads, units);
   std::vector<std::uint8_t> cols(static_cast<std::size_t>(n_threads) * ncol * nb);
   std::vector<std::uint16_t> wins(static_cast<std::size_t>(n_threads) * nb);
+  simd::CountTable count_table;
+  const simd::SlideRow slide = vectorize ? simd::pick_slide(fp.size(), nb, table, count_table) : nullptr;
   const float nan = std::numeric_limits<float>::quiet_NaN();
 
 #ifdef _OPENMP
@@ -332,6 +401,10 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
           std::fill(orow, orow + nx, nan);
           continue;
         }
+        if (slide) {
+          slide(column(0), static_cast<std::ptrdiff_t>(nb), nx, rx, count_table, table, omask, orow);
+          continue;
+        }
         std::fill(W, W + nb, std::uint16_t{0});
         std::int64_t s = 0, n = 0;
         for (std::int64_t x = -rx - 1; x < nx; ++x) {
@@ -357,7 +430,9 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
   }
 }
 
-enum class Algorithm { kAuto = 0, kRuns = 1, kColumns = 2 };
+// kColumnsPortable: the column driver without vector instructions (for tests
+// and comparison; it gives the same bits as kColumns).
+enum class Algorithm { kAuto = 0, kRuns = 1, kColumns = 2, kColumnsPortable = 3 };
 
 // Whether the column driver can run this footprint (and its counts fit its
 // 8-bit columns and 16-bit window).
@@ -366,10 +441,19 @@ inline bool columns_applicable(const Footprint& fp) {
   return fp.is_box() && kzy <= 255 && fp.size() <= 65535;
 }
 
-// Measured on a 2-core x86-64 (see benchmarks/): the column driver wins for up to
-// about 64 levels; above that the bin scan costs more than it saves.
-inline Algorithm choose_algorithm(const Footprint& fp, std::uint32_t nbins) {
-  return (columns_applicable(fp) && nbins <= 64) ? Algorithm::kColumns : Algorithm::kRuns;
+// Measured on a 2-core x86-64 (2 threads, smooth data plus 15 HU noise, 45 to
+// 175 levels, boxes 3^3 to 9^3): runs cost ~2*kz*ky updates per voxel whatever
+// the levels; the vector column step costs ~1 per 64 levels, so it wins unless
+// the face is small and the levels many (3^3 over 136+ levels: a tie); the
+// portable column step scans every bin that changed, so it wins only for few
+// levels per voxel of the face (5^3: <= 64 levels; 7^3 and 9^3: <= 175).
+inline Algorithm choose_algorithm(const Footprint& fp, std::uint32_t nbins, const EntropyTable& table) {
+  if (!columns_applicable(fp)) return Algorithm::kRuns;
+  const std::int64_t kzy = static_cast<std::int64_t>(2 * fp.rz() + 1) * (2 * fp.ry() + 1);
+  const std::int64_t groups = (static_cast<std::int64_t>(nbins) + 63) / 64;
+  if (simd::usable(fp.size(), nbins, table)) return 8 * groups <= 2 * kzy ? Algorithm::kColumns : Algorithm::kRuns;
+  const bool few = 25 * static_cast<std::int64_t>(nbins) <= 64 * kzy || (kzy >= 49 && nbins <= 192);
+  return few ? Algorithm::kColumns : Algorithm::kRuns;
 }
 
 // Computes the local entropy of every voxel into `out` (nz*ny*nx floats).
@@ -389,9 +473,10 @@ void local_entropy(const T* data, const std::uint8_t* out_mask, const std::uint8
                    Algorithm algorithm = Algorithm::kAuto, const Rows* rows = nullptr) {
   const Rows r = rows ? *rows : Rows::all(shape);
   if (r.z0 >= r.z1 || r.y0 >= r.y1) return;
-  if (algorithm == Algorithm::kAuto) algorithm = choose_algorithm(fp, nbins);
-  if (algorithm == Algorithm::kColumns && columns_applicable(fp))
-    local_entropy_columns<T>(data, out_mask, count_mask, shape, fp, vmin, nbins, table, out, n_threads, r);
+  if (algorithm == Algorithm::kAuto) algorithm = choose_algorithm(fp, nbins, table);
+  if ((algorithm == Algorithm::kColumns || algorithm == Algorithm::kColumnsPortable) && columns_applicable(fp))
+    local_entropy_columns<T>(data, out_mask, count_mask, shape, fp, vmin, nbins, table, out, n_threads, r,
+                             algorithm == Algorithm::kColumns);
   else
     local_entropy_runs<T>(data, out_mask, count_mask, shape, fp, vmin, nbins, table, out, n_threads, r);
 }
