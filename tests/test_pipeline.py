@@ -119,6 +119,8 @@ def test_sample_run_json_is_complete(sample_run):
 
     assert on_disk["inputs"]["image"]["sha256"] == hashlib.sha256(case.image.read_bytes()).hexdigest()
     assert on_disk["versions"]["numpy"] == np.__version__
+    assert on_disk["versions"]["openmp"] == em.openmp_enabled()
+    assert on_disk["versions"]["vector_isa"] == em.vector_isa()
     assert set(on_disk["timings_s"]) >= {"read", "local entropy", "smooth", "statistics", "render", "total"}
     assert on_disk["discretization"]["bin_width"] == 1.0
 
