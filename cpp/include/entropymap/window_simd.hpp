@@ -10,7 +10,7 @@
 // vpsadbw. The sum of the planes shifted into place is exactly the integer S
 // the scalar drivers keep, so the map has the same bits on every path; there
 // is no branch on the data and the cost does not depend on how many bins
-// changed. Compiled only for GCC/Clang on x86-64; elsewhere, or on a CPU
+// changed. Compiled only by GCC >= 8 or Clang >= 7 on x86-64; elsewhere, or on a CPU
 // without AVX-512 VBMI, pick_slide() returns nullptr and the portable loop runs.
 #pragma once
 
@@ -20,7 +20,8 @@
 
 #include "entropymap/histogram.hpp"
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+// GCC 8 and Clang 7 know the avx512vbmi target and __builtin_cpu_supports name.
+#if (defined(__clang__) ? __clang_major__ >= 7 : (defined(__GNUC__) && __GNUC__ >= 8)) && defined(__x86_64__)
 #include <immintrin.h>
 #define ENTROPYMAP_AVX512_DISPATCH 1
 #define ENTROPYMAP_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vbmi")))
