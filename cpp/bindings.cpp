@@ -24,6 +24,12 @@ namespace {
 
 using Mask = py::array_t<std::uint8_t, py::array::c_style>;
 
+Footprint footprint_of(const Mask& footprint) {
+  if (footprint.ndim() != 3) throw py::value_error("footprint must be 3-D");
+  return Footprint::from_mask(footprint.data(), static_cast<int>(footprint.shape(0)),
+                              static_cast<int>(footprint.shape(1)), static_cast<int>(footprint.shape(2)));
+}
+
 void check_same_shape(const py::array& a, const py::array& b, const char* name) {
   if (b.ndim() != 3 || b.shape(0) != a.shape(0) || b.shape(1) != a.shape(1) || b.shape(2) != a.shape(2))
     throw py::value_error(std::string(name) + " must have the shape of levels");
@@ -37,16 +43,13 @@ py::array_t<float> local_entropy(py::array_t<T, py::array::c_style> levels, Mask
                                  std::optional<py::array_t<float, py::array::c_style>> out,
                                  std::optional<std::array<std::int64_t, 4>> rows) {
   if (levels.ndim() != 3) throw py::value_error("levels must be 3-D");
-  if (footprint.ndim() != 3) throw py::value_error("footprint must be 3-D");
   if (nbins < 1 || nbins > (std::int64_t(1) << 24)) throw py::value_error("nbins out of range");
   if (algorithm < 0 || algorithm > 3)
     throw py::value_error("algorithm must be 0 (auto), 1 (runs), 2 (columns) or 3 (columns without vector instructions)");
   if (out_mask) check_same_shape(levels, *out_mask, "out_mask");
   if (count_mask) check_same_shape(levels, *count_mask, "count_mask");
 
-  const Footprint fp = Footprint::from_mask(footprint.data(), static_cast<int>(footprint.shape(0)),
-                                            static_cast<int>(footprint.shape(1)),
-                                            static_cast<int>(footprint.shape(2)));
+  const Footprint fp = footprint_of(footprint);
   const EntropyTable table(fp.size(), scale);
   const entropymap::Volume3 shape{levels.shape(0), levels.shape(1), levels.shape(2)};
   entropymap::Rows r = entropymap::Rows::all(shape);
@@ -115,16 +118,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("footprint", &footprint, py::arg("shape"), py::arg("kz"), py::arg("ky"), py::arg("kx"),
         "The cube or ball footprint of odd sizes (kz, ky, kx) as a uint8 array.");
   m.def("driver", [](Mask footprint, std::int64_t nbins) {
-          const Footprint fp = Footprint::from_mask(footprint.data(), static_cast<int>(footprint.shape(0)),
-                                                    static_cast<int>(footprint.shape(1)),
-                                                    static_cast<int>(footprint.shape(2)));
-          const EntropyTable table(fp.size(), 1.0);
-          if (entropymap::choose_algorithm(fp, static_cast<std::uint32_t>(nbins), table) ==
-              entropymap::Algorithm::kRuns)
-            return std::string("runs");
-          if (entropymap::simd::usable(fp.size(), nbins, table))
-            return std::string("columns+") + entropymap::simd::vector_isa();
-          return std::string("columns");
+          const Footprint fp = footprint_of(footprint);
+          return entropymap::driver_name(fp, static_cast<std::uint32_t>(nbins), EntropyTable(fp.size(), 1.0));
         }, py::arg("footprint"), py::arg("nbins"),
         "The driver 'auto' picks: 'runs', 'columns' or 'columns+<vector instruction set>'.");
   m.def("vector_isa", &entropymap::simd::vector_isa,

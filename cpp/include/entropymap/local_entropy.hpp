@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -191,10 +192,10 @@ void entropy_row(const ActiveRun<T>* runs, std::size_t nruns, const RunGrid& gri
     step_checked(x);
   }
   if (!kCountMask && x < in_hi) {
-    // Hot loop: n is constant here, so only S and the counts change. Pointers
-    // to the leaving and entering column of each run are kept in scratch and
-    // S lives in a register. No branch on "same level out and in": with noisy
-    // data it mispredicts, and measured slower than the unconditional update.
+    // Hot loop: n is constant here, so only S and the counts change, and S lives
+    // in two registers (leaving and entering sums, so their updates do not wait on
+    // each other). No branch on "same level out and in": with noisy data it
+    // mispredicts, and measured slower than the unconditional update.
     std::uint32_t* cnt = h.counts();
     const std::int64_t* step = h.steps();
     const EntropyTable& table = h.table();
@@ -202,8 +203,9 @@ void entropy_row(const ActiveRun<T>* runs, std::size_t nruns, const RunGrid& gri
     std::int64_t s = h.sum();
     const std::int64_t tn = table.clnc(n);
     const double inv_n = table.entropy(n, tn - 1);  // = scale / (n 2^K)
-    if (grid.planes > 0 && nruns > 0) {
-      // Locals, so the stores to the counts cannot be taken to change them.
+    if (grid.planes > 0) {
+      // A box: its rows are walked by stride. Locals, so the stores to the counts
+      // cannot be taken to change them.
       const int planes = grid.planes;
       const std::ptrdiff_t plane_stride = grid.plane_stride, row_stride = grid.row_stride;
       const std::ptrdiff_t span = grid.rows * row_stride;
@@ -220,21 +222,23 @@ void entropy_row(const ActiveRun<T>* runs, std::size_t nruns, const RunGrid& gri
         }
         s += come - gone;
       }
-    }
-    for (std::size_t r = 0; r < nruns; ++r) {
-      leave[r] = runs[r].row + runs[r].x0;
-      enter[r] = runs[r].row + 1 + runs[r].x1;
-    }
-    for (; x < in_hi; ++x) {
-      out[x] = (omask && !omask[x]) ? nan : static_cast<float>(static_cast<double>(tn - s) * inv_n);
-      // Two sums, so the leaving and entering updates do not wait on each other.
-      std::int64_t gone = 0, come = 0;
+    } else {
+      // Any other footprint: pointers to the leaving and entering column of each
+      // run are kept in scratch.
       for (std::size_t r = 0; r < nruns; ++r) {
-        const std::uint32_t bo = bin(leave[r][x]), bi = bin(enter[r][x]);
-        gone += step[--cnt[bo]];
-        come += step[cnt[bi]++];
+        leave[r] = runs[r].row + runs[r].x0;
+        enter[r] = runs[r].row + 1 + runs[r].x1;
       }
-      s += come - gone;
+      for (; x < in_hi; ++x) {
+        out[x] = (omask && !omask[x]) ? nan : static_cast<float>(static_cast<double>(tn - s) * inv_n);
+        std::int64_t gone = 0, come = 0;
+        for (std::size_t r = 0; r < nruns; ++r) {
+          const std::uint32_t bo = bin(leave[r][x]), bi = bin(enter[r][x]);
+          gone += step[--cnt[bo]];
+          come += step[cnt[bi]++];
+        }
+        s += come - gone;
+      }
     }
     h.set_sum(s);
   }
@@ -350,10 +354,11 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
   const std::int64_t left = 2 * rx + 1;
   const std::size_t ncol = static_cast<std::size_t>(nx + left + rx);
   n_threads = detail::thread_count(n_threads, units);
-  std::vector<std::uint8_t> cols(static_cast<std::size_t>(n_threads) * ncol * nb);
-  std::vector<std::uint16_t> wins(static_cast<std::size_t>(n_threads) * nb);
   simd::CountTable count_table;
   const simd::SlideRow slide = vectorize ? simd::pick_slide(fp.size(), nb, table, count_table) : nullptr;
+  std::vector<std::uint8_t> cols(static_cast<std::size_t>(n_threads) * ncol * nb);
+  // The portable step's window counts (the vector step keeps them in registers).
+  std::vector<std::uint16_t> wins(slide ? 0 : static_cast<std::size_t>(n_threads) * nb);
   const float nan = std::numeric_limits<float>::quiet_NaN();
 
 #ifdef _OPENMP
@@ -362,7 +367,7 @@ void local_entropy_columns(const T* data, const std::uint8_t* out_mask, const st
   {
     const int tid = detail::thread_id();
     std::uint8_t* C = cols.data() + static_cast<std::size_t>(tid) * ncol * nb;
-    std::uint16_t* W = wins.data() + static_cast<std::size_t>(tid) * nb;
+    std::uint16_t* W = slide ? nullptr : wins.data() + static_cast<std::size_t>(tid) * nb;
     auto column = [&](std::int64_t x) { return C + static_cast<std::size_t>(x + left) * nb; };
     // Adds (+1) or removes (-1) the row (zz, yy) to the column histograms.
     auto update_row = [&](std::int64_t zz, std::int64_t yy, int sign) {
@@ -454,6 +459,12 @@ inline Algorithm choose_algorithm(const Footprint& fp, std::uint32_t nbins, cons
   if (simd::usable(fp.size(), nbins, table)) return 8 * groups <= 2 * kzy ? Algorithm::kColumns : Algorithm::kRuns;
   const bool few = 25 * static_cast<std::int64_t>(nbins) <= 64 * kzy || (kzy >= 49 && nbins <= 192);
   return few ? Algorithm::kColumns : Algorithm::kRuns;
+}
+
+// The driver `auto` runs: "runs", "columns" or "columns+<vector instruction set>".
+inline std::string driver_name(const Footprint& fp, std::uint32_t nbins, const EntropyTable& table) {
+  if (choose_algorithm(fp, nbins, table) == Algorithm::kRuns) return "runs";
+  return simd::usable(fp.size(), nbins, table) ? std::string("columns+") + simd::vector_isa() : "columns";
 }
 
 // Computes the local entropy of every voxel into `out` (nz*ny*nx floats).
